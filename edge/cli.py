@@ -1,0 +1,201 @@
+"""Command line: ``blazepose-edge infer|models ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+
+from . import __version__
+from .models import ModelError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def _err(message: str) -> None:
+    print(f"blazepose-edge: {message}", file=sys.stderr)
+
+
+def expand(paths: list[str]) -> Iterator[Path]:
+    """Files given directly, and the images and videos inside given folders (sorted)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                    yield child
+        else:
+            yield path
+
+
+class Infer:
+    """Runs ``infer`` over paths; one estimator per mode, built on first use."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._estimators: dict[bool, object] = {}
+        if args.annotate:
+            Path(args.annotate).mkdir(parents=True, exist_ok=True)
+
+    def estimator(self, tracking: bool):
+        from .pipeline import PoseEstimator
+
+        if tracking not in self._estimators:
+            self._estimators[tracking] = PoseEstimator(
+                variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
+            )
+        est = self._estimators[tracking]
+        return est
+
+    def emit(self, record: dict) -> None:
+        if self.args.json:
+            print(json.dumps(record, separators=(",", ":")), flush=True)
+
+    def summary(self, path: Path, frames: int, with_pose: int) -> None:
+        if not self.args.json:
+            what = "frames" if frames != 1 else "image"
+            print(f"{path}: {with_pose}/{frames} {what} with a pose")
+
+    def image(self, path: Path, frame) -> None:
+        from .draw import draw_poses
+
+        poses = self.estimator(False).process(frame)
+        h, w = frame.shape[:2]
+        self.emit({"source": str(path), "width": w, "height": h,
+                   "poses": [p.to_dict() for p in poses]})  # fmt: skip
+        self.summary(path, 1, int(bool(poses)))
+        if self.args.annotate:
+            out = Path(self.args.annotate) / f"{path.stem}.png"
+            cv2.imwrite(str(out), draw_poses(frame, poses))
+
+    def video(self, path: Path, cap: cv2.VideoCapture) -> None:
+        from .draw import draw_poses
+
+        est = self.estimator(True)
+        est.reset()
+        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        writer = None
+        index = with_pose = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            poses = est.process(frame, timestamp_ms=index * 1000.0 / fps)
+            h, w = frame.shape[:2]
+            self.emit({"source": str(path), "frame": index, "width": w, "height": h,
+                       "poses": [p.to_dict() for p in poses]})  # fmt: skip
+            with_pose += bool(poses)
+            if self.args.annotate:
+                if writer is None:
+                    out = Path(self.args.annotate) / f"{path.stem}.mp4"
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                writer.write(draw_poses(frame, poses))
+            index += 1
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if index == 0:
+            raise OSError("no frame could be decoded")
+        self.summary(path, index, with_pose)
+
+    def run(self, path: Path) -> None:
+        if not path.is_file():
+            raise OSError("no such file")
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is not None:
+                self.image(path, frame)
+                return
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                raise OSError("not a readable image")
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise OSError("not a readable image or video")
+        self.video(path, cap)
+
+
+def default_media() -> list[str]:
+    root = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or Path.cwd().parent / "shared" / "media")
+    images = root / "images"
+    if not images.is_dir():
+        raise SystemExit(
+            f"blazepose-edge: no PATH given and no media folder at {images}; "
+            "give image or video paths, e.g. blazepose-edge infer photo.jpg"
+        )
+    return [str(images)]
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    args.paths = args.paths or default_media()
+    runner = Infer(args)
+    failed = 0
+    for path in expand(args.paths):
+        try:
+            runner.run(path)
+        except ModelError:
+            raise
+        except (OSError, ValueError) as exc:
+            _err(f"{path}: {exc}")
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    if args.action == "fetch":
+        models.fetch()
+    else:
+        for spec in models.specs().values():
+            path = models.models_dir() / spec.file
+            models.verify(spec, path)
+            print(f"ok {path} sha256 {spec.sha256}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blazepose-edge", description="BlazePose body landmarks on edge CPUs."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    infer = sub.add_parser("infer", help="landmarks for images and videos")
+    infer.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="images, videos or folders (default: the test media's images folder, "
+        "$BLAZEPOSE_EDGE_MEDIA/images or ../shared/media/images)",
+    )
+    infer.add_argument("--variant", default="float", help="model variant (default: float)")
+    infer.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    infer.add_argument("--json", action="store_true", help="print one JSON line per image/frame")
+    infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
+    infer.set_defaults(func=cmd_infer)
+
+    mod = sub.add_parser("models", help="fetch or verify the model files")
+    mod.add_argument("action", choices=("fetch", "verify"))
+    mod.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelError as exc:
+        _err(str(exc))
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Person detector: BlazePose's SSD (``pose_detection.tflite``), decoded as MediaPipe does.
+
+frame -> letterbox to 224x224 (RGB, [-1, 1]) -> model -> decode 2254 anchors (Numba) -> weighted NMS
+-> boxes and the 4 alignment keypoints in image pixels (keypoint 0: hip centre, 1: a point whose
+distance to it gives the body's scale; 2, 3: the same for the upper body).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels
+from .roi import Roi, letterbox_roi, project_points, roi_to_image_affine
+from .runtime import Model
+
+INPUT_SIZE = 224
+NUM_ANCHORS = 2254
+NUM_COORDS = 12
+NUM_KEYPOINTS = 4
+SCORE_CLIP = 100.0
+MIN_SCORE = 0.5
+NMS_IOU = 0.3
+
+# MediaPipe's SsdAnchorsCalculator options for pose_detection.
+ANCHOR_OPTIONS = {
+    "num_layers": 5,
+    "min_scale": 0.1484375,
+    "max_scale": 0.75,
+    "input_size": INPUT_SIZE,
+    "anchor_offset": 0.5,
+    "strides": (8, 16, 32, 32, 32),
+    "aspect_ratios": (1.0,),
+    "interpolated_scale_aspect_ratio": 1.0,
+}
+
+
+def ssd_anchors(
+    strides=ANCHOR_OPTIONS["strides"],
+    input_size: int = INPUT_SIZE,
+    aspect_ratios=ANCHOR_OPTIONS["aspect_ratios"],
+    interpolated_scale_aspect_ratio: float = ANCHOR_OPTIONS["interpolated_scale_aspect_ratio"],
+    anchor_offset: float = ANCHOR_OPTIONS["anchor_offset"],
+) -> np.ndarray:
+    """Anchor centres (N, 4) as (x, y, w, h) in 0..1, with fixed size 1 (``fixed_anchor_size``).
+
+    Consecutive layers with the same stride share one feature map; each layer contributes one
+    anchor per aspect ratio plus one for the interpolated scale, at every cell of that map.
+    """
+    anchors = []
+    layer = 0
+    while layer < len(strides):
+        per_cell = 0
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            per_cell += len(aspect_ratios) + (1 if interpolated_scale_aspect_ratio > 0 else 0)
+            last += 1
+        size = math.ceil(input_size / strides[layer])
+        for y in range(size):
+            for x in range(size):
+                centre = ((x + anchor_offset) / size, (y + anchor_offset) / size, 1.0, 1.0)
+                anchors.extend([centre] * per_cell)
+        layer = last
+    return np.asarray(anchors, dtype=np.float32)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (xmin, ymin, xmax, ymax) box with each of ``boxes``."""
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU
+) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's weighted non-max suppression.
+
+    Take the best remaining detection and every remaining one overlapping it by more than
+    ``iou_threshold`` (itself included); emit their score-weighted mean box and keypoints with the
+    best one's score; repeat on the rest. Returns (boxes, scores) sorted by score.
+    """
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    out_boxes, out_scores = [], []
+    remaining = np.arange(len(scores))
+    while remaining.size:
+        top = remaining[0]
+        overlap = iou(boxes[top], boxes[remaining]) > iou_threshold
+        group = remaining[overlap]
+        weights = scores[group][:, None]
+        out_boxes.append((boxes[group] * weights).sum(axis=0) / weights.sum())
+        out_scores.append(scores[top])
+        remaining = remaining[~overlap]
+    if not out_boxes:
+        return np.zeros((0, boxes.shape[1]), np.float32), np.zeros(0, np.float32)
+    return np.asarray(out_boxes, np.float32), np.asarray(out_scores, np.float32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detected person in image pixels."""
+
+    score: float
+    box: np.ndarray  # (4,) xmin, ymin, xmax, ymax
+    keypoints: np.ndarray  # (4, 2) x, y
+
+
+class Detector:
+    OUTPUTS = {"boxes": (1, NUM_ANCHORS, NUM_COORDS), "scores": (1, NUM_ANCHORS, 1)}
+
+    def __init__(
+        self,
+        model_path: Path,
+        num_threads: int | None = None,
+        backend: str | None = None,
+        min_score: float = MIN_SCORE,
+    ):
+        self.model = Model(model_path, self.OUTPUTS, num_threads=num_threads, backend=backend)
+        self.anchors = ssd_anchors()
+        self.min_score = min_score
+
+    def preprocess(self, frame_bgr: np.ndarray) -> Roi:
+        """Letterbox ``frame_bgr`` into the model input; return the ROI that the input shows."""
+        height, width = frame_bgr.shape[:2]
+        roi = letterbox_roi(width, height)
+        inv = roi_to_image_affine(roi, INPUT_SIZE, INPUT_SIZE)
+        kernels.warp_affine_to_tensor(
+            frame_bgr, inv, self.model.input_view(), 2.0 / 255.0, -1.0, True, kernels.BORDER_ZERO
+        )
+        return roi
+
+    def infer(self) -> tuple[np.ndarray, np.ndarray]:
+        self.model.invoke()
+        return self.model.output("boxes"), self.model.output("scores")[:, 0]
+
+    def postprocess(
+        self, raw_boxes: np.ndarray, raw_scores: np.ndarray, roi: Roi
+    ) -> list[Detection]:
+        boxes, scores = kernels.decode_detections(
+            raw_boxes, raw_scores, self.anchors, float(INPUT_SIZE), SCORE_CLIP, self.min_score
+        )
+        boxes, scores = weighted_nms(boxes, scores)
+        detections = []
+        for box, score in zip(boxes, scores, strict=True):
+            corners = project_points(roi, box[:4].reshape(2, 2))
+            keypoints = project_points(roi, box[4:].reshape(NUM_KEYPOINTS, 2))
+            detections.append(Detection(float(score), corners.reshape(4), keypoints))
+        return detections
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """Detections sorted by score, best first."""
+        roi = self.preprocess(frame_bgr)
+        return self.postprocess(*self.infer(), roi)

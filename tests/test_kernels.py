@@ -1,0 +1,134 @@
+"""Numba kernels against plain numpy / OpenCV versions of the same computation."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import kernels
+
+
+def legacy_warp(src, inv, size, border, swap_rb):
+    """Reference: OpenCV's classic fixed-point bilinear warp, written out in numpy."""
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    xq = np.rint((inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]) * 32).astype(np.int64)
+    yq = np.rint((inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]) * 32).astype(np.int64)
+    x0, y0, fx, fy = xq >> 5, yq >> 5, xq & 31, yq & 31
+    img = src[:, :, ::-1] if swap_rb else src
+    acc = np.zeros((h, w, 3), np.int64)
+    for dy, dx, wgt in (
+        (0, 0, (32 - fx) * (32 - fy)), (0, 1, fx * (32 - fy)),
+        (1, 0, (32 - fx) * fy), (1, 1, fx * fy),
+    ):  # fmt: skip
+        xi, yi = x0 + dx, y0 + dy
+        if border == kernels.BORDER_REPLICATE:
+            vals = img[np.clip(yi, 0, src.shape[0] - 1), np.clip(xi, 0, src.shape[1] - 1)]
+        else:
+            inside = (xi >= 0) & (xi < src.shape[1]) & (yi >= 0) & (yi < src.shape[0])
+            vals = img[np.clip(yi, 0, src.shape[0] - 1), np.clip(xi, 0, src.shape[1] - 1)]
+            vals = np.where(inside[..., None], vals, 0)
+        acc += (wgt * 32)[..., None] * vals.astype(np.int64)
+    return ((acc + 16384) >> 15).astype(np.float32)
+
+
+def random_affine(rng, out_size, img_shape):
+    angle = rng.uniform(-math.pi, math.pi)
+    scale = rng.uniform(0.3, 3.0)
+    c, s = math.cos(angle) * scale, math.sin(angle) * scale
+    tx = rng.uniform(-0.2, 1.0) * img_shape[1]
+    ty = rng.uniform(-0.2, 1.0) * img_shape[0]
+    return np.array([[c, -s, tx], [s, c, ty]])
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(base, (5, 5), 0)  # smooth enough for the OpenCV comparison
+
+
+@pytest.mark.parametrize("border", [kernels.BORDER_ZERO, kernels.BORDER_REPLICATE])
+@pytest.mark.parametrize("swap_rb", [False, True])
+def test_warp_matches_fixed_point_reference_exactly(image, border, swap_rb):
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        inv = random_affine(rng, 64, image.shape)
+        out = np.empty((64, 48, 3), np.float32)
+        kernels.warp_affine_to_tensor(image, inv, out, 1.0, 0.0, swap_rb, border)
+        np.testing.assert_array_equal(out, legacy_warp(image, inv, (64, 48), border, swap_rb))
+
+
+@pytest.mark.parametrize(
+    ("border", "cv_border"),
+    [(kernels.BORDER_ZERO, cv2.BORDER_CONSTANT), (kernels.BORDER_REPLICATE, cv2.BORDER_REPLICATE)],
+)
+def test_warp_agrees_with_cv2_warp_affine(image, border, cv_border):
+    """OpenCV >= 4.11 rewrote its warp kernels, so agreement is to a grey level, not bit-exact."""
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        inv = random_affine(rng, 64, image.shape)
+        out = np.empty((64, 64, 3), np.float32)
+        kernels.warp_affine_to_tensor(image, inv, out, 2.0 / 255.0, -1.0, True, border)
+        ref = cv2.warpAffine(
+            image, inv, (64, 64), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv_border, borderValue=0,
+        )[:, :, ::-1].astype(np.float32) * (2.0 / 255.0) - 1.0  # fmt: skip
+        diff = np.abs(out - ref) * 255.0 / 2.0
+        assert diff.mean() < 0.25
+        assert np.percentile(diff, 99) <= 2.01
+
+
+def test_warp_identity_copies_pixels(image):
+    out = np.empty(image.shape, np.float32)
+    inv = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    kernels.warp_affine_to_tensor(image, inv, out, 1.0, 0.0, False, kernels.BORDER_ZERO)
+    np.testing.assert_array_equal(out, image.astype(np.float32))
+
+
+def decode_numpy(raw, scores, anchors, size, clip, min_score):
+    s = 0.5 * (1 + np.tanh(0.5 * np.clip(scores.astype(np.float64), -clip, clip)))
+    keep = s >= min_score
+    raw, a = raw[keep].astype(np.float64), anchors[keep]
+    xc = raw[:, 0] / size * a[:, 2] + a[:, 0]
+    yc = raw[:, 1] / size * a[:, 3] + a[:, 1]
+    w = raw[:, 2] / size * a[:, 2]
+    h = raw[:, 3] / size * a[:, 3]
+    kp = raw[:, 4:].reshape(len(raw), -1, 2) / size * a[:, None, 2:] + a[:, None, :2]
+    boxes = np.column_stack(
+        [xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2, kp.reshape(len(raw), -1)]
+    )
+    return boxes, s[keep]
+
+
+def test_decode_detections_matches_numpy():
+    from edge.detector import ssd_anchors
+
+    rng = np.random.default_rng(3)
+    anchors = ssd_anchors()
+    raw = rng.normal(0, 20, (len(anchors), 12)).astype(np.float32)
+    scores = rng.normal(-2, 3, len(anchors)).astype(np.float32)
+    scores[:3] = [500.0, -500.0, 0.0]  # clipping and the threshold edge
+    boxes, kept = kernels.decode_detections(raw, scores, anchors, 224.0, 100.0, 0.5)
+    ref_boxes, ref_scores = decode_numpy(raw, scores, anchors, 224.0, 100.0, 0.5)
+    assert len(kept) == len(ref_scores) > 0
+    np.testing.assert_allclose(boxes, ref_boxes, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kept, ref_scores, rtol=1e-6)
+
+
+def test_refine_from_heatmap_moves_to_weighted_peak():
+    hm = np.full((64, 64, 2), -20.0, np.float32)
+    hm[10, 20, 0] = 20.0  # a sharp peak: landmark 0 snaps onto it
+    hm[40, 40, 1] = -5.0  # below the confidence floor: landmark 1 stays put
+    lm = np.array([[21.5 / 64, 11.2 / 64], [40.5 / 64, 40.5 / 64]], np.float32)
+    kernels.refine_from_heatmap(lm, hm, 9, 0.5)
+    np.testing.assert_allclose(lm[0], [20 / 64, 10 / 64], atol=1e-6)
+    np.testing.assert_allclose(lm[1], [40.5 / 64, 40.5 / 64])
+
+
+def test_refine_ignores_landmarks_outside_heatmap():
+    hm = np.zeros((64, 64, 1), np.float32)
+    lm = np.array([[-0.1, 0.5]], np.float32)
+    kernels.refine_from_heatmap(lm, hm, 9, 0.5)
+    np.testing.assert_array_equal(lm, np.array([[-0.1, 0.5]], np.float32))
