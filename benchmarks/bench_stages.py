@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        text = ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -66,7 +67,9 @@ def main() -> None:
         frames.append(frame)
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; python {platform.python_version()}")
     print(f"backend: {det.model.backend}, threads {det.model.num_threads}; video {args.video}")
-    print(f"frames: {len(frames)} ({frames[0].shape[1]}x{frames[0].shape[0]}), warm-up {args.warmup}")
+    print(
+        f"frames: {len(frames)} ({frames[0].shape[1]}x{frames[0].shape[0]}), warm-up {args.warmup}"
+    )
 
     samples: dict[str, list[float]] = {}
     roi = None
