@@ -75,22 +75,23 @@ def main() -> None:
     roi = None
     for i, frame in enumerate(frames):
         t: dict[str, float] = {}
-        droi, t["detector preprocess"] = timed(det.preprocess, frame)
+        size = (frame.shape[1], frame.shape[0])
+        padding, t["detector preprocess"] = timed(det.preprocess, frame)
         raw, t["detector invoke"] = timed(det.infer)
-        dets, t["detector decode+nms"] = timed(det.postprocess, *raw, droi)
+        dets, t["detector decode+nms"] = timed(det.postprocess, *raw, padding, size)
         if roi is None and dets:
             roi = roi_from_detection(dets[0])
         if roi is None:
             continue
         _, t["estimator preprocess (opencv)"] = timed(cv_lm.preprocess, frame, roi)
-        _, t["estimator preprocess (numba)"] = timed(numba_lm.preprocess, frame, roi)
+        padding, t["estimator preprocess (numba)"] = timed(numba_lm.preprocess, frame, roi)
         _, t["estimator invoke"] = timed(numba_lm.infer)
-        res, t["estimator decode"] = timed(numba_lm.postprocess, roi, frame.shape)
+        res, t["estimator decode"] = timed(numba_lm.postprocess, roi, padding, frame.shape)
         if res is None:
             roi = None
             continue
-        (lm, _), t["smoothing"] = timed(smoother, res.landmarks, res.world, i / 30)
-        roi = roi_from_landmarks(lm)
+        (norm, _), t["smoothing"] = timed(smoother, res.norm, res.world, size, (i + 1) * 33_333_000)
+        roi = roi_from_landmarks(norm, size)
         if i >= args.warmup:
             for k, v in t.items():
                 samples.setdefault(k, []).append(v)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import kernels
-from .roi import Roi, letterbox_roi, project_points, roi_to_image_affine
+from .roi import F, pad_roi, remove_letterbox, roi_matrices, whole_image_roi
 from .runtime import Model
 
 INPUT_SIZE = 224
@@ -61,42 +61,49 @@ def ssd_anchors(
         size = math.ceil(input_size / strides[layer])
         for y in range(size):
             for x in range(size):
-                centre = ((x + anchor_offset) / size, (y + anchor_offset) / size, 1.0, 1.0)
-                anchors.extend([centre] * per_cell)
+                cx = F(F(F(x) + F(anchor_offset)) * F(1.0)) / F(size)
+                cy = F(F(F(y) + F(anchor_offset)) * F(1.0)) / F(size)
+                anchors.extend([(cx, cy, 1.0, 1.0)] * per_cell)
         layer = last
     return np.asarray(anchors, dtype=np.float32)
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one (xmin, ymin, xmax, ymax) box with each of ``boxes``."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
+    """Intersection over union (float32) of one (xmin, ymin, xmax, ymax) box with each of ``boxes``."""
+    box = box.astype(np.float32)
+    boxes = boxes.astype(np.float32)
+    ix = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    iy = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = np.where((ix > 0) & (iy > 0), ix * iy, F(0.0))
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.where(union > 0, inter / np.where(union > 0, union, F(1.0)), F(0.0))
 
 
 def weighted_nms(
     boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe's weighted non-max suppression.
+    """MediaPipe's weighted non-max suppression (float32, its accumulation order).
 
     Take the best remaining detection and every remaining one overlapping it by more than
     ``iou_threshold`` (itself included); emit their score-weighted mean box and keypoints with the
     best one's score; repeat on the rest. Returns (boxes, scores) sorted by score.
     """
     order = np.argsort(-scores, kind="stable")
-    boxes, scores = boxes[order], scores[order]
+    boxes, scores = boxes[order].astype(np.float32), scores[order].astype(np.float32)
     out_boxes, out_scores = [], []
     remaining = np.arange(len(scores))
     while remaining.size:
         top = remaining[0]
-        overlap = iou(boxes[top], boxes[remaining]) > iou_threshold
+        overlap = iou(boxes[top], boxes[remaining]) > F(iou_threshold)
         group = remaining[overlap]
-        weights = scores[group][:, None]
-        out_boxes.append((boxes[group] * weights).sum(axis=0) / weights.sum())
+        total = F(0.0)
+        acc = np.zeros(boxes.shape[1], np.float32)
+        for k in group:  # sequential float32 sums, in score order
+            total = F(total + scores[k])
+            acc = acc + boxes[k] * scores[k]
+        out_boxes.append(acc / total)
         out_scores.append(scores[top])
         remaining = remaining[~overlap]
     if not out_boxes:
@@ -106,11 +113,24 @@ def weighted_nms(
 
 @dataclass(frozen=True)
 class Detection:
-    """A detected person in image pixels."""
+    """A detected person. ``box`` is the face box; keypoint 0 is the hip centre, 1 a point whose
+    distance from it gives the body's size and direction (2, 3: the same for the upper body)."""
 
     score: float
-    box: np.ndarray  # (4,) xmin, ymin, xmax, ymax
-    keypoints: np.ndarray  # (4, 2) x, y
+    box_norm: np.ndarray  # (4,) xmin, ymin, xmax, ymax as fractions of the image
+    keypoints_norm: np.ndarray  # (4, 2) x, y as fractions of the image
+    image_size: tuple[int, int]  # (width, height)
+
+    @property
+    def box(self) -> np.ndarray:
+        """(4,) xmin, ymin, xmax, ymax in pixels."""
+        w, h = self.image_size
+        return self.box_norm * np.array([w, h, w, h], np.float32)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(4, 2) x, y in pixels."""
+        return self.keypoints_norm * np.array(self.image_size, np.float32)
 
 
 class Detector:
@@ -127,22 +147,27 @@ class Detector:
         self.anchors = ssd_anchors()
         self.min_score = min_score
 
-    def preprocess(self, frame_bgr: np.ndarray) -> Roi:
-        """Letterbox ``frame_bgr`` into the model input; return the ROI that the input shows."""
+    def preprocess(self, frame_bgr: np.ndarray) -> tuple[float, float, float, float]:
+        """Letterbox ``frame_bgr`` into the model input; return the padding (l, t, r, b)."""
         height, width = frame_bgr.shape[:2]
-        roi = letterbox_roi(width, height)
-        inv = roi_to_image_affine(roi, INPUT_SIZE, INPUT_SIZE)
-        kernels.warp_affine_to_tensor(
-            frame_bgr, inv, self.model.input_view(), 2.0 / 255.0, -1.0, True, kernels.BORDER_ZERO
-        )
-        return roi
+        roi, padding = pad_roi(whole_image_roi(width, height), INPUT_SIZE, INPUT_SIZE)
+        _, inverse = roi_matrices(roi, INPUT_SIZE, INPUT_SIZE)
+        kernels.warp_to_tensor(
+            frame_bgr, inverse, self.model.input_view(), 2.0 / 255.0, -1.0, True,
+            kernels.BORDER_ZERO,
+        )  # fmt: skip
+        return padding
 
     def infer(self) -> tuple[np.ndarray, np.ndarray]:
         self.model.invoke()
         return self.model.output("boxes"), self.model.output("scores")[:, 0]
 
     def postprocess(
-        self, raw_boxes: np.ndarray, raw_scores: np.ndarray, roi: Roi
+        self,
+        raw_boxes: np.ndarray,
+        raw_scores: np.ndarray,
+        padding: tuple[float, ...],
+        image_size: tuple[int, int],
     ) -> list[Detection]:
         boxes, scores = kernels.decode_detections(
             raw_boxes, raw_scores, self.anchors, float(INPUT_SIZE), SCORE_CLIP, self.min_score
@@ -150,12 +175,13 @@ class Detector:
         boxes, scores = weighted_nms(boxes, scores)
         detections = []
         for box, score in zip(boxes, scores, strict=True):
-            corners = project_points(roi, box[:4].reshape(2, 2))
-            keypoints = project_points(roi, box[4:].reshape(NUM_KEYPOINTS, 2))
-            detections.append(Detection(float(score), corners.reshape(4), keypoints))
+            corners = remove_letterbox(box[:4].reshape(2, 2), padding).reshape(4)
+            keypoints = remove_letterbox(box[4:].reshape(NUM_KEYPOINTS, 2), padding)
+            detections.append(Detection(float(score), corners, keypoints, image_size))
         return detections
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Detections sorted by score, best first."""
-        roi = self.preprocess(frame_bgr)
-        return self.postprocess(*self.infer(), roi)
+        padding = self.preprocess(frame_bgr)
+        height, width = frame_bgr.shape[:2]
+        return self.postprocess(*self.infer(), padding, (width, height))

@@ -10,8 +10,6 @@ directory is read-only (the systemd unit does).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -20,9 +18,9 @@ BORDER_REPLICATE = 1
 
 
 @njit(cache=True, nogil=True)
-def warp_affine_to_tensor(
+def warp_to_tensor(
     src: np.ndarray,
-    inv_affine: np.ndarray,
+    inverse: np.ndarray,
     out: np.ndarray,
     scale: float,
     offset: float,
@@ -31,86 +29,93 @@ def warp_affine_to_tensor(
 ) -> None:
     """Sample ``src`` (H, W, 3) uint8 into ``out`` (h, w, 3) float32 with bilinear interpolation.
 
-    ``inv_affine`` (2, 3) maps an output pixel (x, y) to source coordinates (pixel centres on
-    integers). The arithmetic is the classic fixed-point path of OpenCV's ``warpPerspective``
-    (INTER_LINEAR) for 8-bit images, which MediaPipe's image-to-tensor step uses: each source
-    coordinate is rounded to 1/32 pixel, the four weights are integers summing to 2**15, and each
-    sample is rounded to 8 bits. Matching it bit for bit keeps the model inputs identical to
-    MediaPipe's (the models are sensitive to sub-pixel crop differences). Each 8-bit sample v is
-    written as ``v * scale + offset``: the normalised input goes straight into the interpreter's
-    tensor, with no intermediate image. ``swap_rb`` turns BGR into RGB while sampling; ``border``
-    is BORDER_ZERO (neighbours outside the image count as 0) or BORDER_REPLICATE (clamped).
+    ``inverse`` (3, 3) maps an output pixel (x, y, 1) to source coordinates (pixel centres on
+    integers). The arithmetic is OpenCV's classic ``warpPerspective`` (INTER_LINEAR) for 8-bit
+    images, which MediaPipe's image-to-tensor step runs, bit for bit: coordinates evaluated per
+    16x64 block in double and rounded to 1/32 pixel, four integer weights summing to 2**15, each
+    sample rounded to 8 bits. (OpenCV >= 4.11 replaced these kernels; its results differ by a grey
+    level here and there, and the landmark model notices.) Each 8-bit sample v is written as
+    ``v * scale + offset``: the normalised input goes straight into the interpreter's tensor, with
+    no intermediate image. ``swap_rb`` turns BGR into RGB while sampling; ``border`` is BORDER_ZERO
+    (neighbours outside the image count as 0) or BORDER_REPLICATE (clamped to the edge).
     """
     sh = src.shape[0]
     sw = src.shape[1]
     oh = out.shape[0]
     ow = out.shape[1]
-    a00 = inv_affine[0, 0] * 32.0
-    a01 = inv_affine[0, 1] * 32.0
-    a02 = inv_affine[0, 2] * 32.0
-    a10 = inv_affine[1, 0] * 32.0
-    a11 = inv_affine[1, 1] * 32.0
-    a12 = inv_affine[1, 2] * 32.0
-    r_src = 2 if swap_rb else 0  # source channel written to output channel 0
+    m0, m1, m2 = inverse[0, 0], inverse[0, 1], inverse[0, 2]
+    m3, m4, m5 = inverse[1, 0], inverse[1, 1], inverse[1, 2]
+    m6, m7, m8 = inverse[2, 0], inverse[2, 1], inverse[2, 2]
+    # OpenCV's blocking (BLOCK_SZ = 32): the coordinate sums start again at each block's corner.
+    bh = min(16, oh)
+    bw = min(1024 // bh, ow)
+    bh = min(1024 // bw, oh)
+    r_src = 2 if swap_rb else 0  # the source channel that becomes output channel 0
     b_src = 2 - r_src
     replicate = border == BORDER_REPLICATE
     for y in range(oh):
-        row = out[y]
-        for x in range(ow):
-            xq = int(np.rint(a00 * x + a01 * y + a02))  # 1/32-pixel source coordinates
-            yq = int(np.rint(a10 * x + a11 * y + a12))
-            x0 = xq >> 5
-            y0 = yq >> 5
-            fx = xq & 31
-            fy = yq & 31
-            w00 = (32 - fx) * (32 - fy) * 32
-            w01 = fx * (32 - fy) * 32
-            w10 = (32 - fx) * fy * 32
-            w11 = fx * fy * 32
-            if 0 <= x0 < sw - 1 and 0 <= y0 < sh - 1:  # all four neighbours inside: fast path
-                x1 = x0 + 1
-                y1 = y0 + 1
-                v0 = (w00 * np.int32(src[y0, x0, r_src]) + w01 * np.int32(src[y0, x1, r_src])
-                      + w10 * np.int32(src[y1, x0, r_src]) + w11 * np.int32(src[y1, x1, r_src]))  # fmt: skip
-                v1 = (w00 * np.int32(src[y0, x0, 1]) + w01 * np.int32(src[y0, x1, 1])
-                      + w10 * np.int32(src[y1, x0, 1]) + w11 * np.int32(src[y1, x1, 1]))  # fmt: skip
-                v2 = (w00 * np.int32(src[y0, x0, b_src]) + w01 * np.int32(src[y0, x1, b_src])
-                      + w10 * np.int32(src[y1, x0, b_src]) + w11 * np.int32(src[y1, x1, b_src]))  # fmt: skip
-                row[x, 0] = ((v0 + 16384) >> 15) * scale + offset
-                row[x, 1] = ((v1 + 16384) >> 15) * scale + offset
-                row[x, 2] = ((v2 + 16384) >> 15) * scale + offset
-                continue
-            if replicate:
-                xa = min(max(x0, 0), sw - 1)
-                xb = min(max(x0 + 1, 0), sw - 1)
-                ya = min(max(y0, 0), sh - 1)
-                yb = min(max(y0 + 1, 0), sh - 1)
-                for c, sc in ((0, r_src), (1, 1), (2, b_src)):
-                    acc = (
-                        w00 * np.int32(src[ya, xa, sc])
-                        + w01 * np.int32(src[ya, xb, sc])
-                        + w10 * np.int32(src[yb, xa, sc])
-                        + w11 * np.int32(src[yb, xb, sc])
-                    )
-                    row[x, c] = ((acc + 16384) >> 15) * scale + offset
-            else:
-                in_x0 = 0 <= x0 < sw
-                in_x1 = 0 <= x0 + 1 < sw
-                in_y0 = 0 <= y0 < sh
-                in_y1 = 0 <= y0 + 1 < sh
-                for c, sc in ((0, r_src), (1, 1), (2, b_src)):
-                    acc = np.int32(0)
-                    if in_y0:
-                        if in_x0:
-                            acc += w00 * np.int32(src[y0, x0, sc])
-                        if in_x1:
-                            acc += w01 * np.int32(src[y0, x0 + 1, sc])
-                    if in_y1:
-                        if in_x0:
-                            acc += w10 * np.int32(src[y0 + 1, x0, sc])
-                        if in_x1:
-                            acc += w11 * np.int32(src[y0 + 1, x0 + 1, sc])
-                    row[x, c] = ((acc + 16384) >> 15) * scale + offset
+        for xb in range(0, ow, bw):
+            x_row = m0 * xb + m1 * y + m2
+            y_row = m3 * xb + m4 * y + m5
+            w_row = m6 * xb + m7 * y + m8
+            n = min(bw, ow - xb)
+            # The per-pixel division is the costly step. Where m6 * x1 vanishes against w_row
+            # (every affine ROI: m6 is round-off), w is the same for the whole block: hoist it.
+            # Float addition is monotonic, so checking the block's last pixel covers all.
+            w_const = w_row + m6 * (n - 1) == w_row
+            w_block = 32.0 / w_row if w_row != 0.0 else 0.0
+            for x1 in range(n):
+                if w_const:
+                    w = w_block
+                else:
+                    w = w_row + m6 * x1
+                    w = 32.0 / w if w != 0.0 else 0.0
+                fx = max(-2147483648.0, min(2147483647.0, (x_row + m0 * x1) * w))
+                fy = max(-2147483648.0, min(2147483647.0, (y_row + m3 * x1) * w))
+                xq = int(np.rint(fx))  # 1/32-pixel source coordinates
+                yq = int(np.rint(fy))
+                x0 = xq >> 5
+                y0 = yq >> 5
+                ax = xq & 31
+                ay = yq & 31
+                w00 = (32 - ax) * (32 - ay) * 32
+                w01 = ax * (32 - ay) * 32
+                w10 = (32 - ax) * ay * 32
+                w11 = ax * ay * 32
+                x = xb + x1
+                if 0 <= x0 < sw - 1 and 0 <= y0 < sh - 1:  # all four neighbours inside
+                    xa, xc, ya, yc = x0, x0 + 1, y0, y0 + 1
+                elif replicate:
+                    xa = min(max(x0, 0), sw - 1)
+                    xc = min(max(x0 + 1, 0), sw - 1)
+                    ya = min(max(y0, 0), sh - 1)
+                    yc = min(max(y0 + 1, 0), sh - 1)
+                else:  # zero border: drop the weights of neighbours outside the image
+                    if not 0 <= x0 < sw:
+                        w00 = 0
+                        w10 = 0
+                    if not 0 <= x0 + 1 < sw:
+                        w01 = 0
+                        w11 = 0
+                    if not 0 <= y0 < sh:
+                        w00 = 0
+                        w01 = 0
+                    if not 0 <= y0 + 1 < sh:
+                        w10 = 0
+                        w11 = 0
+                    xa = min(max(x0, 0), sw - 1)
+                    xc = min(max(x0 + 1, 0), sw - 1)
+                    ya = min(max(y0, 0), sh - 1)
+                    yc = min(max(y0 + 1, 0), sh - 1)
+                v0 = (w00 * np.int32(src[ya, xa, r_src]) + w01 * np.int32(src[ya, xc, r_src])
+                      + w10 * np.int32(src[yc, xa, r_src]) + w11 * np.int32(src[yc, xc, r_src]))  # fmt: skip
+                v1 = (w00 * np.int32(src[ya, xa, 1]) + w01 * np.int32(src[ya, xc, 1])
+                      + w10 * np.int32(src[yc, xa, 1]) + w11 * np.int32(src[yc, xc, 1]))  # fmt: skip
+                v2 = (w00 * np.int32(src[ya, xa, b_src]) + w01 * np.int32(src[ya, xc, b_src])
+                      + w10 * np.int32(src[yc, xa, b_src]) + w11 * np.int32(src[yc, xc, b_src]))  # fmt: skip
+                out[y, x, 0] = ((v0 + 16384) >> 15) * scale + offset
+                out[y, x, 1] = ((v1 + 16384) >> 15) * scale + offset
+                out[y, x, 2] = ((v2 + 16384) >> 15) * scale + offset
 
 
 @njit(cache=True, nogil=True)
@@ -140,33 +145,36 @@ def decode_detections(
     for i in range(n):
         s = raw_scores[i]
         if s < -score_clip:
-            s = -score_clip
+            s = np.float32(-score_clip)
         elif s > score_clip:
-            s = score_clip
-        s = 1.0 / (1.0 + math.exp(-s))
+            s = np.float32(score_clip)
+        s = np.float32(1.0) / (np.float32(1.0) + np.exp(-s))
         if s >= min_score:
             keep[m] = i
             scores_all[m] = s
             m += 1
     boxes = np.empty((m, ncoords), dtype=np.float32)
     scores = np.empty(m, dtype=np.float32)
+    size = np.float32(input_size)
+    half = np.float32(2.0)
     for j in range(m):
         i = keep[j]
         ax = anchors[i, 0]
         ay = anchors[i, 1]
         aw = anchors[i, 2]
         ah = anchors[i, 3]
-        xc = raw_boxes[i, 0] / input_size * aw + ax
-        yc = raw_boxes[i, 1] / input_size * ah + ay
-        w = raw_boxes[i, 2] / input_size * aw
-        h = raw_boxes[i, 3] / input_size * ah
-        boxes[j, 0] = xc - w / 2.0
-        boxes[j, 1] = yc - h / 2.0
-        boxes[j, 2] = xc + w / 2.0
-        boxes[j, 3] = yc + h / 2.0
+        # float32 throughout, in TensorsToDetections' operation order
+        xc = raw_boxes[i, 0] / size * aw + ax
+        yc = raw_boxes[i, 1] / size * ah + ay
+        w = raw_boxes[i, 2] / size * aw
+        h = raw_boxes[i, 3] / size * ah
+        boxes[j, 0] = xc - w / half
+        boxes[j, 1] = yc - h / half
+        boxes[j, 2] = xc + w / half
+        boxes[j, 3] = yc + h / half
         for k in range(nkp):
-            boxes[j, 4 + 2 * k] = raw_boxes[i, 4 + 2 * k] / input_size * aw + ax
-            boxes[j, 5 + 2 * k] = raw_boxes[i, 5 + 2 * k] / input_size * ah + ay
+            boxes[j, 4 + 2 * k] = raw_boxes[i, 4 + 2 * k] / size * aw + ax
+            boxes[j, 5 + 2 * k] = raw_boxes[i, 5 + 2 * k] / size * ah + ay
         scores[j] = scores_all[j]
     return boxes, scores
 
@@ -184,27 +192,28 @@ def refine_from_heatmap(
     hh = heatmap.shape[0]
     hw = heatmap.shape[1]
     half = (kernel_size - 1) // 2
+    one = np.float32(1.0)
+    floor = np.float32(min_confidence)
     for i in range(landmarks.shape[0]):
-        col = int(landmarks[i, 0] * hw)
-        row = int(landmarks[i, 1] * hh)
+        col = int(landmarks[i, 0] * np.float32(hw))  # truncation toward zero, as in C++
+        row = int(landmarks[i, 1] * np.float32(hh))
         if col < 0 or col >= hw or row < 0 or row >= hh:
             continue
         c0 = max(0, col - half)
         c1 = min(hw, col + half + 1)
         r0 = max(0, row - half)
         r1 = min(hh, row + half + 1)
-        total = 0.0
-        wc = 0.0
-        wr = 0.0
-        peak = 0.0
+        total = np.float32(0.0)
+        wc = np.float32(0.0)
+        wr = np.float32(0.0)
+        peak = np.float32(0.0)
         for r in range(r0, r1):
             for c in range(c0, c1):
-                conf = 1.0 / (1.0 + math.exp(-heatmap[r, c, i]))
+                conf = one / (one + np.exp(-heatmap[r, c, i]))
                 total += conf
-                wc += c * conf
-                wr += r * conf
-                if conf > peak:
-                    peak = conf
-        if peak >= min_confidence and total > 0.0:
-            landmarks[i, 0] = wc / hw / total
-            landmarks[i, 1] = wr / hh / total
+                peak = max(peak, conf)
+                wc += np.float32(c) * conf
+                wr += np.float32(r) * conf
+        if peak >= floor and total > 0.0:
+            landmarks[i, 0] = wc / np.float32(hw) / total
+            landmarks[i, 1] = wr / np.float32(hh) / total

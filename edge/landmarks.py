@@ -15,7 +15,16 @@ import cv2
 import numpy as np
 
 from . import kernels
-from .roi import Roi, image_to_roi_affine, project_points, roi_to_image_affine
+from .roi import (
+    F,
+    Rect,
+    Roi,
+    pad_roi,
+    project_to_image,
+    rect_to_roi,
+    remove_letterbox,
+    roi_matrices,
+)
 from .runtime import Model
 
 INPUT_SIZE = 256
@@ -28,13 +37,28 @@ HEATMAP_MIN_CONFIDENCE = 0.5
 
 @dataclass
 class LandmarkResult:
-    """Raw estimator output for one ROI, already in image pixels."""
+    """Estimator output for one ROI."""
 
     score: float  # pose-presence flag, 0..1
-    landmarks: np.ndarray  # (39, 5) x, y (px), z (px, x's scale), visibility, presence
+    norm: np.ndarray  # (39, 5) x, y, z as fractions of the image (z on x's scale), vis., pres.
     world: np.ndarray  # (39, 3) metres
-    roi: Roi
+    rect: Rect
+    image_size: tuple[int, int]  # (width, height)
     mask: np.ndarray | None = None  # (H, W) float32 0..1 when segmentation is on
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """(39, 5) with x, y, z in image pixels."""
+        return to_pixels(self.norm, self.image_size)
+
+
+def to_pixels(norm: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    w, h = image_size
+    out = norm.astype(np.float32, copy=True)
+    out[:, 0] *= F(w)
+    out[:, 1] *= F(h)
+    out[:, 2] *= F(w)
+    return out
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -42,25 +66,30 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def decode_landmarks(
-    raw: np.ndarray, roi: Roi, heatmap: np.ndarray | None = None, input_size: int = INPUT_SIZE
+    raw: np.ndarray,
+    rect: Rect,
+    padding: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0),
+    heatmap: np.ndarray | None = None,
+    input_size: int = INPUT_SIZE,
 ) -> np.ndarray:
-    """(39, 5) model output -> (39, 5) image pixels, z on x's scale, sigmoid visibility/presence."""
+    """(195,) model output -> (39, 5): x, y, z as fractions of the image, then visibility and
+    presence through a sigmoid. As MediaPipe: scale to the tensor, refine from the heatmap, remove
+    the letterbox, project through the rect (float32 throughout)."""
     lm = raw.reshape(NUM_LANDMARKS, 5).astype(np.float32)
-    norm = lm[:, :2] / input_size
+    norm = np.ascontiguousarray(lm[:, :3] / F(input_size))
     if heatmap is not None:
-        norm = np.ascontiguousarray(norm)
         kernels.refine_from_heatmap(norm, heatmap, HEATMAP_KERNEL, HEATMAP_MIN_CONFIDENCE)
     out = np.empty_like(lm)
-    out[:, :2] = project_points(roi, norm)
-    out[:, 2] = lm[:, 2] / input_size * roi.width
+    out[:, :3] = project_to_image(remove_letterbox(norm, padding), rect)
     out[:, 3:] = sigmoid(lm[:, 3:])
     return out
 
 
-def decode_world(raw: np.ndarray, roi: Roi) -> np.ndarray:
-    """(39, 3) world landmarks turned by the ROI's rotation about the z axis (metres)."""
+def decode_world(raw: np.ndarray, rect: Rect) -> np.ndarray:
+    """(117,) world landmarks turned by the ROI's rotation about the z axis (metres)."""
     world = raw.reshape(NUM_LANDMARKS, 3).astype(np.float32)
-    c, s = math.cos(roi.rotation), math.sin(roi.rotation)
+    angle = float(F(rect.rotation))
+    c, s = F(math.cos(angle)), F(math.sin(angle))
     out = world.copy()
     out[:, 0] = c * world[:, 0] - s * world[:, 1]
     out[:, 1] = s * world[:, 0] + c * world[:, 1]
@@ -90,55 +119,69 @@ class LandmarkModel:
         self.warp = warp
         self.refine = refine
 
-    def preprocess(self, frame_bgr: np.ndarray, roi: Roi) -> None:
+    def preprocess(self, frame_bgr: np.ndarray, rect: Rect) -> tuple[float, ...]:
+        """Crop ``rect`` into the model input; return the letterbox padding."""
+        height, width = frame_bgr.shape[:2]
+        roi, padding = pad_roi(rect_to_roi(rect, width, height), INPUT_SIZE, INPUT_SIZE)
+        forward, inverse = roi_matrices(roi, INPUT_SIZE, INPUT_SIZE)
         view = self.model.input_view()
         if self.warp == "numba":
-            inv = roi_to_image_affine(roi, INPUT_SIZE, INPUT_SIZE)
-            kernels.warp_affine_to_tensor(
-                frame_bgr, inv, view, 1.0 / 255.0, 0.0, True, kernels.BORDER_REPLICATE
+            kernels.warp_to_tensor(
+                frame_bgr, inverse, view, 1.0 / 255.0, 0.0, True, kernels.BORDER_REPLICATE
             )
         else:
-            fwd = image_to_roi_affine(roi, INPUT_SIZE, INPUT_SIZE)
-            crop = cv2.warpAffine(
-                frame_bgr, fwd, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+            crop = cv2.warpPerspective(
+                frame_bgr, forward, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )  # fmt: skip
             cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=crop)
             np.multiply(crop, np.float32(1.0 / 255.0), out=view, casting="unsafe")
+        return padding
 
     def infer(self) -> None:
         self.model.invoke()
 
     def postprocess(
-        self, roi: Roi, frame_shape: tuple[int, ...], segmentation: bool = False
+        self,
+        rect: Rect,
+        padding: tuple[float, ...],
+        frame_shape: tuple[int, ...],
+        segmentation: bool = False,
     ) -> LandmarkResult | None:
         score = float(self.model.output("flag")[0])
-        if not math.isfinite(score) or score < POSE_THRESHOLD:
+        if not math.isfinite(score) or score <= POSE_THRESHOLD:
             return None
         raw = self.model.output("landmarks")
         heatmap = self.model.output("heatmap") if self.refine else None
-        landmarks = decode_landmarks(raw, roi, heatmap)
-        world = decode_world(self.model.output("world"), roi)
-        if not (np.isfinite(landmarks).all() and np.isfinite(world).all()):
+        norm = decode_landmarks(raw, rect, padding, heatmap)
+        world = decode_world(self.model.output("world"), rect)
+        if not (np.isfinite(norm).all() and np.isfinite(world).all()):
             return None
+        height, width = frame_shape[:2]
         mask = None
         if segmentation:
-            mask = self.mask_to_image(self.model.output("segmentation")[..., 0], roi, frame_shape)
-        return LandmarkResult(score, landmarks, world, roi, mask)
+            mask = self.mask_to_image(self.model.output("segmentation")[..., 0], rect, frame_shape)
+        return LandmarkResult(score, norm, world, rect, (width, height), mask)
 
     @staticmethod
-    def mask_to_image(raw_mask: np.ndarray, roi: Roi, frame_shape: tuple[int, ...]) -> np.ndarray:
+    def mask_to_image(raw_mask: np.ndarray, rect: Rect, frame_shape: tuple[int, ...]) -> np.ndarray:
+        """The segmentation mask (sigmoid) warped back onto the frame; 0 outside the ROI."""
         height, width = frame_shape[:2]
-        fwd = image_to_roi_affine(roi, INPUT_SIZE, INPUT_SIZE)
+        roi, _ = pad_roi(rect_to_roi(rect, width, height), INPUT_SIZE, INPUT_SIZE)
+        forward, _ = roi_matrices(roi, INPUT_SIZE, INPUT_SIZE)
         probs = sigmoid(raw_mask.astype(np.float32))
-        return cv2.warpAffine(
-            probs, fwd, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        return cv2.warpPerspective(
+            probs, forward, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )  # fmt: skip
 
     def estimate(
-        self, frame_bgr: np.ndarray, roi: Roi, segmentation: bool = False
+        self, frame_bgr: np.ndarray, rect: Rect, segmentation: bool = False
     ) -> LandmarkResult | None:
-        self.preprocess(frame_bgr, roi)
+        padding = self.preprocess(frame_bgr, rect)
         self.infer()
-        return self.postprocess(roi, frame_bgr.shape, segmentation)
+        return self.postprocess(rect, padding, frame_bgr.shape, segmentation)
+
+
+def roi_in_pixels(result: LandmarkResult) -> Roi:
+    return rect_to_roi(result.rect, *result.image_size)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .detector import MIN_SCORE, Detector
-from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult
+from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
 from .models import locate
-from .roi import Roi
+from .roi import Roi, rect_to_roi
 from .smoothing import PoseSmoother
 from .tracking import Tracker, roi_from_detection
 
@@ -138,16 +138,17 @@ class PoseEstimator:
         poses: list[Pose] = []
         if result is not None:
             t0 = clock()
-            landmarks, world = result.landmarks, result.world
+            norm, world = result.norm, result.world
             if self.tracking:
-                landmarks, world = self.smoother(landmarks, world, t / 1000.0, self.smoothing)
-            self.tracker.update(landmarks)
+                t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
+                norm, world = self.smoother(norm, world, result.image_size, t_ns, self.smoothing)
+            self.tracker.update(norm, result.image_size)
             poses.append(
                 Pose(
                     score=result.score,
-                    landmarks=landmarks[:NUM_BODY].copy(),
+                    landmarks=to_pixels(norm[:NUM_BODY], result.image_size),
                     world_landmarks=world[:NUM_BODY].copy(),
-                    roi=result.roi,
+                    roi=rect_to_roi(result.rect, *result.image_size),
                     segmentation_mask=result.mask,
                 )
             )

@@ -1,9 +1,15 @@
-"""Regions of interest: rotated rectangles in image pixels, and the maps into and out of them.
+"""Regions of interest, computed as MediaPipe computes them.
 
-A ``Roi`` is MediaPipe's rotated ``NormalizedRect`` kept in pixels: centre, width, height and a
-rotation in radians (clockwise on screen, since y points down). A model input of size (w, h) covers
-the ROI so that input pixel (u * w, v * h) shows image point ``roi_point(roi, u, v)``; landmarks and
-detections come back through the same map, so crop and projection cannot disagree.
+Two shapes of the same thing:
+
+- ``Rect``: MediaPipe's ``NormalizedRect``: centre and size as fractions of the image, rotation in
+  radians (clockwise on screen, since y points down). The pipeline carries ROIs in this form.
+- ``Roi``: the same rectangle in image pixels (MediaPipe's ``RotatedRect`` inside its
+  image-to-tensor step); ``Pose.roi`` is one.
+
+The landmark model moves visibly for sub-pixel changes of its crop on hard images, so every
+function here repeats MediaPipe's arithmetic: single precision where its C++ uses ``float``, the
+same operation order, double only where it uses double. ``F`` marks each rounding to float32.
 """
 
 from __future__ import annotations
@@ -11,14 +17,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-ROI_SCALE = 1.25  # MediaPipe's RectTransformation scale for pose ROIs
-TARGET_ANGLE = math.pi / 2  # the hip-centre -> scale-point vector is turned to point up
+F = np.float32
+ROI_SCALE = 1.25  # RectTransformation scale for pose ROIs
+TARGET_ANGLE = F(math.pi * 90 / 180.0)  # the alignment vector is turned to point up
+
+
+@dataclass(frozen=True)
+class Rect:
+    """A rotated rectangle in normalised image coordinates (MediaPipe's NormalizedRect)."""
+
+    x_center: float
+    y_center: float
+    width: float
+    height: float
+    rotation: float = 0.0
 
 
 @dataclass(frozen=True)
 class Roi:
+    """A rotated rectangle in image pixels."""
+
     cx: float
     cy: float
     width: float
@@ -27,70 +48,140 @@ class Roi:
 
 
 def normalize_radians(angle: float) -> float:
-    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
+    """Wrap to [-pi, pi): computed in double, returned as float32 (MediaPipe's NormalizeRadians)."""
+    a = float(F(angle))
+    return float(F(a - 2 * math.pi * math.floor((a - (-math.pi)) / (2 * math.pi))))
 
 
-def letterbox_roi(width: int, height: int) -> Roi:
-    """The whole image, padded to a square around its centre (keep-aspect-ratio letterbox)."""
-    side = float(max(width, height))
-    return Roi(width / 2.0, height / 2.0, side, side, 0.0)
-
-
-def roi_to_image_affine(roi: Roi, out_w: int, out_h: int) -> np.ndarray:
-    """(2, 3) map from model-input pixels (x, y) to image pixels: the warp's inverse map."""
-    c, s = math.cos(roi.rotation), math.sin(roi.rotation)
-    ax, ay = roi.width / out_w, roi.height / out_h
-    # image = centre + R @ ((x / out_w - 0.5) * width, (y / out_h - 0.5) * height)
-    return np.array(
-        [
-            [c * ax, -s * ay, roi.cx - 0.5 * (c * roi.width - s * roi.height)],
-            [s * ax, c * ay, roi.cy - 0.5 * (s * roi.width + c * roi.height)],
-        ],
-        dtype=np.float64,
+def rect_to_roi(rect: Rect, width: int, height: int) -> Roi:
+    """Normalised rect -> pixels, in float32 (ImageToTensor's GetRoi)."""
+    w, h = F(width), F(height)
+    return Roi(
+        float(F(rect.x_center) * w),
+        float(F(rect.y_center) * h),
+        float(F(rect.width) * w),
+        float(F(rect.height) * h),
+        float(F(rect.rotation)),
     )
 
 
-def image_to_roi_affine(roi: Roi, out_w: int, out_h: int) -> np.ndarray:
-    """(2, 3) map from image pixels to model-input pixels (the forward warp)."""
-    m = roi_to_image_affine(roi, out_w, out_h)
-    a = m[:, :2]
-    inv = np.linalg.inv(a)
-    return np.hstack([inv, -inv @ m[:, 2:]])
+def whole_image_roi(width: int, height: int) -> Roi:
+    return Roi(float(F(0.5) * F(width)), float(F(0.5) * F(height)), float(width), float(height))
 
 
-def project_points(roi: Roi, uv: np.ndarray) -> np.ndarray:
-    """Image pixels of points given as (..., 2) fractions (u, v) of the ROI's width and height."""
-    c, s = math.cos(roi.rotation), math.sin(roi.rotation)
-    x = (uv[..., 0] - 0.5) * roi.width
-    y = (uv[..., 1] - 0.5) * roi.height
-    out = np.empty(uv.shape[:-1] + (2,), dtype=np.float32)
-    out[..., 0] = roi.cx + c * x - s * y
-    out[..., 1] = roi.cy + s * x + c * y
+def pad_roi(roi: Roi, out_w: int, out_h: int) -> tuple[Roi, tuple[float, float, float, float]]:
+    """Grow ``roi`` to the tensor's aspect ratio around its centre (keep-aspect-ratio letterbox).
+
+    Returns the padded ROI and the padding (left, top, right, bottom) as fractions of the tensor.
+    """
+    tensor_aspect = F(F(out_h) / F(out_w))
+    roi_aspect = F(F(roi.height) / F(roi.width))
+    h_pad = v_pad = F(0.0)
+    if tensor_aspect > roi_aspect:
+        new_w, new_h = F(roi.width), F(F(roi.width) * tensor_aspect)
+        v_pad = F(F(F(1.0) - F(roi_aspect / tensor_aspect)) / F(2.0))
+    else:
+        new_w, new_h = F(F(roi.height) / tensor_aspect), F(roi.height)
+        h_pad = F(F(F(1.0) - F(tensor_aspect / roi_aspect)) / F(2.0))
+    padded = Roi(roi.cx, roi.cy, float(new_w), float(new_h), roi.rotation)
+    return padded, (float(h_pad), float(v_pad), float(h_pad), float(v_pad))
+
+
+def roi_matrices(roi: Roi, out_w: int, out_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, inverse) 3x3 maps between image pixels and tensor pixels for ``roi``.
+
+    As MediaPipe's OpenCV converter: the ROI's corners (cv2.boxPoints of the float32 RotatedRect)
+    go to the tensor's corners (0, h), (0, 0), (w, 0), (w, h) by a perspective transform; the
+    warp then samples through its inverse.
+    """
+    angle = float(F(F(F(roi.rotation) * F(180.0)) / math.pi))
+    corners = cv2.boxPoints(((roi.cx, roi.cy), (roi.width, roi.height), angle)).astype(np.float32)
+    dst = np.array([[0, out_h], [0, 0], [out_w, 0], [out_w, out_h]], dtype=np.float32)
+    forward = cv2.getPerspectiveTransform(corners, dst)
+    _, inverse = cv2.invert(forward)
+    return forward, inverse
+
+
+def remove_letterbox(points: np.ndarray, padding: tuple[float, ...]) -> np.ndarray:
+    """(N, 2 or 3) points normalised to the padded tensor -> normalised to the unpadded ROI
+    (z, if present, scales as x)."""
+    left, top, right, bottom = (F(p) for p in padding)
+    x_den = F(F(1.0) - F(left + right))
+    y_den = F(F(1.0) - F(top + bottom))
+    out = np.empty(points.shape, dtype=np.float32)
+    out[:, 0] = (points[:, 0].astype(np.float32) - left) / x_den
+    out[:, 1] = (points[:, 1].astype(np.float32) - top) / y_den
+    if points.shape[1] > 2:
+        out[:, 2] = points[:, 2].astype(np.float32) / x_den
     return out
 
 
-def unproject_points(roi: Roi, xy: np.ndarray) -> np.ndarray:
-    """Inverse of ``project_points``: image pixels to (u, v) fractions of the ROI."""
-    c, s = math.cos(roi.rotation), math.sin(roi.rotation)
-    dx = xy[..., 0] - roi.cx
-    dy = xy[..., 1] - roi.cy
-    out = np.empty(xy.shape[:-1] + (2,), dtype=np.float32)
-    out[..., 0] = (c * dx + s * dy) / roi.width + 0.5
-    out[..., 1] = (-s * dx + c * dy) / roi.height + 0.5
+def alignment_rect(start: np.ndarray, end: np.ndarray, width: int, height: int) -> Rect:
+    """MediaPipe's AlignmentPointsRects: a square centred on ``start`` (normalised x, y) with side
+    2 * |end - start| in pixels, turned so that start -> end points up."""
+    w, h = F(width), F(height)
+    x0, y0 = F(F(start[0]) * w), F(F(start[1]) * h)
+    x1, y1 = F(F(end[0]) * w), F(F(end[1]) * h)
+    dx, dy = F(x1 - x0), F(y1 - y0)
+    box = F(F(np.sqrt(F(F(dx * dx) + F(dy * dy)))) * F(2.0))
+    rotation = normalize_radians(F(TARGET_ANGLE - F(math.atan2(float(-dy), float(dx)))))
+    return Rect(float(F(x0 / w)), float(F(y0 / h)), float(F(box / w)), float(F(box / h)), rotation)
+
+
+def transform_rect(rect: Rect, width: int, height: int, scale: float = ROI_SCALE) -> Rect:
+    """MediaPipe's RectTransformation with square_long and no shift: square on the long side in
+    pixels, then scaled by ``scale``."""
+    w, h = F(width), F(height)
+    long_side = max(F(F(rect.width) * w), F(F(rect.height) * h))
+    return Rect(
+        rect.x_center,
+        rect.y_center,
+        float(F(F(long_side / w) * F(scale))),
+        float(F(F(long_side / h) * F(scale))),
+        rect.rotation,
+    )
+
+
+def roi_from_points(start: np.ndarray, end: np.ndarray, width: int, height: int) -> Rect:
+    """Alignment mode: the pose ROI from a centre and a scale point (normalised)."""
+    return transform_rect(alignment_rect(start, end, width, height), width, height)
+
+
+def roi_from_box(
+    xmin: float, ymin: float, xmax: float, ymax: float, width: int, height: int
+) -> Rect:
+    """Box mode: an upright ROI around a normalised box, square on its long side, scaled 1.25."""
+    rect = Rect(
+        float(F(F(xmin) + F(F(F(xmax) - F(xmin)) / F(2.0)))),
+        float(F(F(ymin) + F(F(F(ymax) - F(ymin)) / F(2.0)))),
+        float(F(F(xmax) - F(xmin))),
+        float(F(F(ymax) - F(ymin))),
+        0.0,
+    )
+    return transform_rect(rect, width, height)
+
+
+def project_to_image(points: np.ndarray, rect: Rect) -> np.ndarray:
+    """(N, 2 or 3) points normalised to ``rect`` -> normalised image coordinates (float32).
+
+    MediaPipe's LandmarkProjection: turn (x - 0.5, y - 0.5) by the rect's rotation, scale by its
+    size, add its centre; z is scaled by the rect's width.
+    """
+    angle = F(rect.rotation)
+    c, s = F(math.cos(float(angle))), F(math.sin(float(angle)))
+    x = points[:, 0].astype(np.float32) - F(0.5)
+    y = points[:, 1].astype(np.float32) - F(0.5)
+    out = np.empty(points.shape, dtype=np.float32)
+    out[:, 0] = (c * x - s * y) * F(rect.width) + F(rect.x_center)
+    out[:, 1] = (s * x + c * y) * F(rect.height) + F(rect.y_center)
+    if points.shape[1] > 2:
+        out[:, 2] = points[:, 2].astype(np.float32) * F(rect.width)
     return out
 
 
-def alignment_roi(centre: np.ndarray, scale_point: np.ndarray, scale: float = ROI_SCALE) -> Roi:
-    """MediaPipe's alignment ROI: a square around ``centre`` turned so that the vector to
-    ``scale_point`` points up, with side 2 * |scale_point - centre| * ``scale`` (pixels)."""
-    dx = float(scale_point[0] - centre[0])
-    dy = float(scale_point[1] - centre[1])
-    side = 2.0 * math.hypot(dx, dy) * scale
-    rotation = normalize_radians(TARGET_ANGLE - math.atan2(-dy, dx))
-    return Roi(float(centre[0]), float(centre[1]), side, side, rotation)
-
-
-def box_roi(xmin: float, ymin: float, xmax: float, ymax: float, scale: float = ROI_SCALE) -> Roi:
-    """Box mode: an upright square on the box's long side, enlarged by ``scale`` (pixels)."""
-    side = max(xmax - xmin, ymax - ymin) * scale
-    return Roi((xmin + xmax) / 2.0, (ymin + ymax) / 2.0, side, side, 0.0)
+def unproject_from_image(points: np.ndarray, rect: Rect) -> np.ndarray:
+    """Inverse of ``project_to_image`` for x, y (float64, for tests and tools)."""
+    c, s = math.cos(rect.rotation), math.sin(rect.rotation)
+    dx = (points[:, 0] - rect.x_center) / rect.width
+    dy = (points[:, 1] - rect.y_center) / rect.height
+    return np.column_stack([c * dx + s * dy + 0.5, -s * dx + c * dy + 0.5])

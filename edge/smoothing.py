@@ -1,12 +1,14 @@
 """Temporal filters for video mode, as MediaPipe's pose_landmark_filtering graph applies them.
 
-- Landmarks: a one-euro filter per coordinate, in pixels, with the speed term scaled by the size of
-  the person (so a small, far-away person is smoothed as much as a near one).
+- Landmarks: a one-euro filter per coordinate, in pixels, with the speed term divided by the
+  person's size (so a small, far-away person is smoothed as much as a near one).
 - World landmarks: a one-euro filter in metres, no value scaling.
-- Auxiliary landmarks (the tracking ROI's alignment points): a slower one-euro filter.
+- Auxiliary landmarks (the next frame's crop is computed from them): a slower one-euro filter,
+  always on while tracking, as in MediaPipe.
 - Visibility and presence: a first-order low-pass filter.
 
-Every filter is reset when the person is lost, so a new person never inherits an old trajectory.
+The arithmetic follows MediaPipe's filters (float32 state, double intermediates), so tracking
+computes the same crops frame after frame. Every filter resets when the person is lost.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .roi import F, alignment_rect
 
 
 @dataclass(frozen=True)
@@ -34,72 +38,84 @@ DEFAULT_FREQUENCY = 30.0  # Hz, until two timestamps give the real rate
 MIN_OBJECT_SCALE = 1e-6
 
 
+class LowPassFilter:
+    """y = alpha * x + (1 - alpha) * y_prev over an array, with float32 state (MediaPipe's)."""
+
+    def __init__(self, alpha: float | None = None):
+        self.alpha = None if alpha is None else np.float32(alpha)
+        self.raw: np.ndarray | None = None
+        self.value: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.raw = None
+        self.value = None
+
+    def __call__(self, x: np.ndarray, alpha: np.ndarray | float | None = None) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if alpha is not None:
+            # MediaPipe ignores an alpha outside [0, 1] and keeps the previous one
+            a = np.asarray(alpha, dtype=np.float32)
+            keep = self.alpha if self.alpha is not None else a
+            self.alpha = np.where((a >= 0) & (a <= 1), a, keep).astype(np.float32)
+        if self.value is None:
+            out = x
+        else:
+            alpha64 = np.asarray(self.alpha, dtype=np.float64)
+            out = ((self.alpha * x).astype(np.float64) + (1.0 - alpha64) * self.value).astype(
+                np.float32
+            )
+        self.raw = x
+        self.value = out
+        return out
+
+
 class OneEuroFilter:
-    """A vectorised one-euro filter (Casiez et al. 2012) over an array of values."""
+    """A vectorised one-euro filter (Casiez et al. 2012), in MediaPipe's formulation: the
+    derivative comes from the previous raw value, and ``value_scale`` scales only the derivative."""
 
     def __init__(self, params: OneEuroParams, frequency: float = DEFAULT_FREQUENCY):
         self.params = params
         self.initial_frequency = frequency
+        self.x = LowPassFilter()
+        self.dx = LowPassFilter()
         self.reset()
 
     def reset(self) -> None:
         self.frequency = self.initial_frequency
-        self.last_time: float | None = None
-        self.last_raw: np.ndarray | None = None
-        self.last_value: np.ndarray | None = None
-        self.last_derivative: np.ndarray | None = None
+        self.last_ns: int | None = None
+        self.x.reset()
+        self.dx.reset()
 
-    def _alpha(self, cutoff) -> np.ndarray | float:
+    def _alpha(self, cutoff):
         te = 1.0 / self.frequency
-        tau = 1.0 / (2 * math.pi * cutoff)
+        tau = 1.0 / (2 * math.pi * np.asarray(cutoff, dtype=np.float64))
         return 1.0 / (1.0 + tau / te)
 
-    def __call__(self, value: np.ndarray, t: float, value_scale: float = 1.0) -> np.ndarray:
-        """Filter ``value`` observed at time ``t`` (seconds)."""
-        value = np.asarray(value, dtype=np.float64)
-        if self.last_time is not None and t <= self.last_time:
-            return value  # out-of-order or repeated timestamp: pass through, keep state
-        if self.last_time is not None:
-            self.frequency = 1.0 / (t - self.last_time)
-        self.last_time = t
+    def __call__(self, value: np.ndarray, t_ns: int, value_scale: float = 1.0) -> np.ndarray:
+        """Filter ``value`` observed at ``t_ns`` (integer nanoseconds)."""
+        value = np.asarray(value, dtype=np.float32)
+        if self.last_ns is not None and t_ns <= self.last_ns:
+            return value  # repeated or out-of-order timestamp: pass through, keep the state
+        if self.last_ns is not None and self.last_ns != 0 and t_ns != 0:
+            self.frequency = 1.0 / ((t_ns - self.last_ns) * 1e-9)
+        self.last_ns = t_ns
         if self.params.disable_value_scaling:
             value_scale = 1.0
-        if self.last_raw is None:
-            derivative = np.zeros_like(value)
+        if self.x.raw is None:
+            dvalue = np.zeros(value.shape, np.float64)
         else:
-            derivative = (value - self.last_raw) * value_scale * self.frequency
-        a_d = self._alpha(self.params.derivate_cutoff)
-        if self.last_derivative is not None:
-            derivative = a_d * derivative + (1 - a_d) * self.last_derivative
-        self.last_derivative = derivative
-        cutoff = self.params.min_cutoff + self.params.beta * np.abs(derivative)
-        a = self._alpha(cutoff)
-        out = value if self.last_value is None else a * value + (1 - a) * self.last_value
-        self.last_raw = value
-        self.last_value = out
-        return out
+            dvalue = (value.astype(np.float64) - self.x.raw) * float(value_scale) * self.frequency
+        edvalue = self.dx(dvalue.astype(np.float32), self._alpha(self.params.derivate_cutoff))
+        cutoff = self.params.min_cutoff + self.params.beta * np.abs(edvalue).astype(np.float64)
+        return self.x(value, self._alpha(cutoff))
 
 
-class LowPassFilter:
-    def __init__(self, alpha: float):
-        self.alpha = alpha
-        self.last: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self.last = None
-
-    def __call__(self, value: np.ndarray) -> np.ndarray:
-        value = np.asarray(value, dtype=np.float64)
-        self.last = (
-            value if self.last is None else self.alpha * value + (1 - self.alpha) * self.last
-        )
-        return self.last
-
-
-def object_scale(landmarks: np.ndarray) -> float:
-    """The person's size in pixels, as MediaPipe measures it for value scaling: the side of the
-    (unscaled) alignment square, 2 * |scale point - centre| of the raw landmarks 34 and 33."""
-    return 2.0 * float(np.hypot(*(landmarks[34, :2] - landmarks[33, :2])))
+def object_scale(norm: np.ndarray, image_size: tuple[int, int]) -> float:
+    """The person's size in pixels as MediaPipe measures it for value scaling: the mean side of
+    the (unscaled) alignment rect of the raw auxiliary landmarks 33 and 34."""
+    w, h = image_size
+    rect = alignment_rect(norm[33, :2], norm[34, :2], w, h)
+    return float(F(F(F(F(rect.width) * F(w)) + F(F(rect.height) * F(h))) / F(2.0)))
 
 
 class PoseSmoother:
@@ -110,26 +126,36 @@ class PoseSmoother:
         self.aux = OneEuroFilter(AUX_LANDMARKS)
         self.world = OneEuroFilter(WORLD_LANDMARKS)
         self.visibility = LowPassFilter(VISIBILITY_ALPHA)
+        self.aux_visibility = LowPassFilter(VISIBILITY_ALPHA)
 
     def reset(self) -> None:
-        for f in (self.landmarks, self.aux, self.world, self.visibility):
+        for f in (self.landmarks, self.aux, self.world, self.visibility, self.aux_visibility):
             f.reset()
 
     def __call__(
-        self, landmarks: np.ndarray, world: np.ndarray, t: float, body: bool = True
+        self,
+        norm: np.ndarray,
+        world: np.ndarray,
+        image_size: tuple[int, int],
+        t_ns: int,
+        body: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(39, 5) image landmarks and (39, 3) world landmarks at time ``t`` -> filtered copies.
+        """(39, 5) normalised landmarks and (39, 3) world landmarks at ``t_ns`` -> filtered copies.
 
         The auxiliary landmarks (which steer tracking) are always filtered, as in MediaPipe;
-        ``body=False`` leaves the body landmarks, visibilities and world landmarks raw.
+        ``body=False`` leaves the body landmarks, their visibilities and world landmarks raw.
         """
-        out = landmarks.astype(np.float32, copy=True)
-        scale = object_scale(landmarks)
+        out = norm.astype(np.float32, copy=True)
+        scale = object_scale(norm, image_size)
         if scale < MIN_OBJECT_SCALE:
             return out, world
-        out[33:, :3] = self.aux(landmarks[33:, :3], t, 1.0 / scale)
+        value_scale = float(F(F(1.0) / F(scale)))
+        w, h = F(image_size[0]), F(image_size[1])
+        to_px = np.array([w, h, w], np.float32)
+        out[33:, 3] = self.aux_visibility(norm[33:, 3])
+        out[33:, :3] = self.aux(norm[33:, :3] * to_px, t_ns, value_scale) / to_px
         if not body:
             return out, world
-        out[:33, :3] = self.landmarks(landmarks[:33, :3], t, 1.0 / scale)
-        out[:, 3:] = self.visibility(landmarks[:, 3:])
-        return out, self.world(world, t).astype(np.float32)
+        out[:33, 3] = self.visibility(norm[:33, 3])
+        out[:33, :3] = self.landmarks(norm[:33, :3] * to_px, t_ns, value_scale) / to_px
+        return out, self.world(world, t_ns)

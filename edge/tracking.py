@@ -11,19 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from .detector import Detection
-from .roi import Roi, alignment_roi
+from .roi import Rect, roi_from_points
 
 CENTRE_LANDMARK = 33
 SCALE_LANDMARK = 34
 
 
-def roi_from_detection(detection: Detection) -> Roi:
-    return alignment_roi(detection.keypoints[0], detection.keypoints[1])
+def roi_from_detection(detection: Detection) -> Rect:
+    kp = detection.keypoints_norm
+    return roi_from_points(kp[0], kp[1], *detection.image_size)
 
 
-def roi_from_landmarks(landmarks: np.ndarray) -> Roi:
-    """ROI for the next frame from (39, >=2) landmarks in image pixels."""
-    return alignment_roi(landmarks[CENTRE_LANDMARK, :2], landmarks[SCALE_LANDMARK, :2])
+def roi_from_landmarks(norm: np.ndarray, image_size: tuple[int, int]) -> Rect:
+    """ROI for the next frame from (39, >=2) landmarks normalised to the image."""
+    return roi_from_points(norm[CENTRE_LANDMARK, :2], norm[SCALE_LANDMARK, :2], *image_size)
 
 
 class Tracker:
@@ -31,11 +32,11 @@ class Tracker:
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self.roi: Roi | None = None
+        self.roi: Rect | None = None
         self.frames = 0
         self.detector_runs = 0
 
-    def tracked_roi(self) -> Roi | None:
+    def tracked_roi(self) -> Rect | None:
         """The ROI to try on this frame, or None when the detector must run."""
         self.frames += 1
         return self.roi if self.enabled else None
@@ -43,11 +44,10 @@ class Tracker:
     def detected(self) -> None:
         self.detector_runs += 1
 
-    def update(self, landmarks: np.ndarray | None) -> None:
-        """Carry the track on from this frame's landmarks, or drop it (None)."""
-        self.roi = (
-            roi_from_landmarks(landmarks) if (self.enabled and landmarks is not None) else None
-        )
+    def update(self, norm: np.ndarray | None, image_size: tuple[int, int] = (0, 0)) -> None:
+        """Carry the track on from this frame's normalised landmarks, or drop it (None)."""
+        tracking = self.enabled and norm is not None
+        self.roi = roi_from_landmarks(norm, image_size) if tracking else None
 
     def reset(self) -> None:
         self.roi = None

@@ -10,11 +10,21 @@ from edge import kernels
 
 
 def legacy_warp(src, inv, size, border, swap_rb):
-    """Reference: OpenCV's classic fixed-point bilinear warp, written out in numpy."""
+    """Reference: OpenCV's classic fixed-point bilinear warpPerspective, written out in numpy."""
     h, w = size
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    xq = np.rint((inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]) * 32).astype(np.int64)
-    yq = np.rint((inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]) * 32).astype(np.int64)
+    bh = min(16, h)
+    bw = min(1024 // bh, w)
+    xq = np.empty((h, w), np.int64)
+    yq = np.empty((h, w), np.int64)
+    for y in range(h):
+        for xb in range(0, w, bw):
+            x1 = np.arange(min(bw, w - xb), dtype=np.float64)
+            x_row = inv[0, 0] * xb + inv[0, 1] * y + inv[0, 2]
+            y_row = inv[1, 0] * xb + inv[1, 1] * y + inv[1, 2]
+            w_row = inv[2, 0] * xb + inv[2, 1] * y + inv[2, 2]
+            scale = 32.0 / (w_row + inv[2, 0] * x1)
+            xq[y, xb : xb + len(x1)] = np.rint((x_row + inv[0, 0] * x1) * scale)
+            yq[y, xb : xb + len(x1)] = np.rint((y_row + inv[1, 0] * x1) * scale)
     x0, y0, fx, fy = xq >> 5, yq >> 5, xq & 31, yq & 31
     img = src[:, :, ::-1] if swap_rb else src
     acc = np.zeros((h, w, 3), np.int64)
@@ -23,23 +33,23 @@ def legacy_warp(src, inv, size, border, swap_rb):
         (1, 0, (32 - fx) * fy), (1, 1, fx * fy),
     ):  # fmt: skip
         xi, yi = x0 + dx, y0 + dy
-        if border == kernels.BORDER_REPLICATE:
-            vals = img[np.clip(yi, 0, src.shape[0] - 1), np.clip(xi, 0, src.shape[1] - 1)]
-        else:
+        vals = img[np.clip(yi, 0, src.shape[0] - 1), np.clip(xi, 0, src.shape[1] - 1)]
+        if border == kernels.BORDER_ZERO:
             inside = (xi >= 0) & (xi < src.shape[1]) & (yi >= 0) & (yi < src.shape[0])
-            vals = img[np.clip(yi, 0, src.shape[0] - 1), np.clip(xi, 0, src.shape[1] - 1)]
             vals = np.where(inside[..., None], vals, 0)
         acc += (wgt * 32)[..., None] * vals.astype(np.int64)
     return ((acc + 16384) >> 15).astype(np.float32)
 
 
-def random_affine(rng, out_size, img_shape):
+def random_inverse(rng, img_shape):
+    """A tensor -> image map as the pipeline builds them: rotation, scale, shift (and the
+    round-off that getPerspectiveTransform leaves in the last row)."""
     angle = rng.uniform(-math.pi, math.pi)
     scale = rng.uniform(0.3, 3.0)
     c, s = math.cos(angle) * scale, math.sin(angle) * scale
     tx = rng.uniform(-0.2, 1.0) * img_shape[1]
     ty = rng.uniform(-0.2, 1.0) * img_shape[0]
-    return np.array([[c, -s, tx], [s, c, ty]])
+    return np.array([[c, -s, tx], [s, c, ty], [rng.normal(0, 1e-12), 0.0, 1.0]])
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +64,24 @@ def image():
 def test_warp_matches_fixed_point_reference_exactly(image, border, swap_rb):
     rng = np.random.default_rng(1)
     for _ in range(10):
-        inv = random_affine(rng, 64, image.shape)
-        out = np.empty((64, 48, 3), np.float32)
-        kernels.warp_affine_to_tensor(image, inv, out, 1.0, 0.0, swap_rb, border)
-        np.testing.assert_array_equal(out, legacy_warp(image, inv, (64, 48), border, swap_rb))
+        inv = random_inverse(rng, image.shape)
+        out = np.empty((40, 100, 3), np.float32)  # wider than one 64-column block
+        kernels.warp_to_tensor(image, inv, out, 1.0, 0.0, swap_rb, border)
+        np.testing.assert_array_equal(out, legacy_warp(image, inv, (40, 100), border, swap_rb))
 
 
 @pytest.mark.parametrize(
     ("border", "cv_border"),
     [(kernels.BORDER_ZERO, cv2.BORDER_CONSTANT), (kernels.BORDER_REPLICATE, cv2.BORDER_REPLICATE)],
 )
-def test_warp_agrees_with_cv2_warp_affine(image, border, cv_border):
+def test_warp_agrees_with_cv2_warp_perspective(image, border, cv_border):
     """OpenCV >= 4.11 rewrote its warp kernels, so agreement is to a grey level, not bit-exact."""
     rng = np.random.default_rng(2)
     for _ in range(10):
-        inv = random_affine(rng, 64, image.shape)
+        inv = random_inverse(rng, image.shape)
         out = np.empty((64, 64, 3), np.float32)
-        kernels.warp_affine_to_tensor(image, inv, out, 2.0 / 255.0, -1.0, True, border)
-        ref = cv2.warpAffine(
+        kernels.warp_to_tensor(image, inv, out, 2.0 / 255.0, -1.0, True, border)
+        ref = cv2.warpPerspective(
             image, inv, (64, 64), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv_border, borderValue=0,
         )[:, :, ::-1].astype(np.float32) * (2.0 / 255.0) - 1.0  # fmt: skip
@@ -82,8 +92,8 @@ def test_warp_agrees_with_cv2_warp_affine(image, border, cv_border):
 
 def test_warp_identity_copies_pixels(image):
     out = np.empty(image.shape, np.float32)
-    inv = np.array([[1.0, 0, 0], [0, 1.0, 0]])
-    kernels.warp_affine_to_tensor(image, inv, out, 1.0, 0.0, False, kernels.BORDER_ZERO)
+    inv = np.eye(3)
+    kernels.warp_to_tensor(image, inv, out, 1.0, 0.0, False, kernels.BORDER_ZERO)
     np.testing.assert_array_equal(out, image.astype(np.float32))
 
 

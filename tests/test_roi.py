@@ -1,86 +1,128 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 
 from edge.roi import (
+    Rect,
     Roi,
-    alignment_roi,
-    box_roi,
-    image_to_roi_affine,
-    letterbox_roi,
+    alignment_rect,
     normalize_radians,
-    project_points,
-    roi_to_image_affine,
-    unproject_points,
+    pad_roi,
+    project_to_image,
+    rect_to_roi,
+    remove_letterbox,
+    roi_from_box,
+    roi_from_points,
+    roi_matrices,
+    transform_rect,
+    unproject_from_image,
+    whole_image_roi,
 )
 
-ROIS = [
-    Roi(100.0, 80.0, 200.0, 200.0, 0.0),
-    Roi(320.5, 240.25, 150.0, 150.0, 0.7),
-    Roi(50.0, 400.0, 90.0, 60.0, -2.5),
+RECTS = [
+    Rect(0.3, 0.4, 0.5, 0.6667, 0.0),
+    Rect(0.5, 0.5, 0.25, 0.3333, 0.7),
+    Rect(0.1, 0.8, 0.2, 0.15, -2.5),
 ]
 
 
-@pytest.mark.parametrize("roi", ROIS)
-def test_project_unproject_round_trip(roi):
+@pytest.mark.parametrize("rect", RECTS)
+def test_project_unproject_round_trip(rect):
     uv = np.random.default_rng(0).uniform(-0.5, 1.5, (50, 2)).astype(np.float32)
-    np.testing.assert_allclose(unproject_points(roi, project_points(roi, uv)), uv, atol=1e-5)
+    back = unproject_from_image(project_to_image(uv, rect).astype(np.float64), rect)
+    np.testing.assert_allclose(back, uv, atol=1e-5)
 
 
-@pytest.mark.parametrize("roi", ROIS)
-def test_affine_maps_agree_with_projection(roi):
+@pytest.mark.parametrize("rect", RECTS)
+def test_crop_matrix_agrees_with_landmark_projection(rect):
+    """A tensor pixel maps to the same image point through the warp matrix and the projection
+    (for square pixel ROIs, which pose ROIs always are)."""
+    w, h = 640, 480
+    roi = rect_to_roi(rect, w, h)
+    square = Roi(roi.cx, roi.cy, roi.width, roi.width, roi.rotation)
+    forward, inverse = roi_matrices(square, 256, 256)
     uv = np.random.default_rng(1).uniform(0, 1, (20, 2))
-    tensor_px = uv * [256, 256]
-    m = roi_to_image_affine(roi, 256, 256)
-    via_affine = tensor_px @ m[:, :2].T + m[:, 2]
-    np.testing.assert_allclose(via_affine, project_points(roi, uv), rtol=1e-5, atol=1e-3)
-    back = image_to_roi_affine(roi, 256, 256)
-    np.testing.assert_allclose(via_affine @ back[:, :2].T + back[:, 2], tensor_px, atol=1e-6)
+    tensor_px = np.column_stack([uv * 256, np.ones(len(uv))])
+    image_px = tensor_px @ inverse.T
+    image_px = image_px[:, :2] / image_px[:, 2:]
+    sq_rect = Rect(rect.x_center, rect.y_center, roi.width / w, roi.width / h, rect.rotation)
+    expected = project_to_image(uv.astype(np.float32), sq_rect) * [w, h]
+    np.testing.assert_allclose(image_px, expected, atol=2e-3)
+    back = np.column_stack([image_px, np.ones(len(uv))]) @ forward.T
+    np.testing.assert_allclose(back[:, :2] / back[:, 2:], uv * 256, atol=1e-3)
 
 
-def test_roi_corners_follow_opencv_box_points():
-    """Input pixel (0, 0) shows the ROI's top-left corner after rotation (cv2.boxPoints' pt 1)."""
-    cv2 = pytest.importorskip("cv2")
+def test_crop_corners_follow_opencv_box_points():
+    """Tensor pixel (0, 0) shows the ROI's top-left corner after rotation (cv2.boxPoints' pt 1)."""
     roi = Roi(200.0, 150.0, 120.0, 120.0, 0.4)
     pts = cv2.boxPoints(((roi.cx, roi.cy), (roi.width, roi.height), math.degrees(roi.rotation)))
-    m = roi_to_image_affine(roi, 256, 256)
-    corners = np.array([[0, 256], [0, 0], [256, 0], [256, 256]], float) @ m[:, :2].T + m[:, 2]
-    np.testing.assert_allclose(corners, pts, atol=1e-3)
+    _, inverse = roi_matrices(roi, 256, 256)
+    corners = np.array([[0, 256, 1], [0, 0, 1], [256, 0, 1], [256, 256, 1]], float) @ inverse.T
+    np.testing.assert_allclose(corners[:, :2] / corners[:, 2:], pts, atol=1e-3)
 
 
-def test_letterbox_roi_is_centred_square():
-    assert letterbox_roi(640, 480) == Roi(320.0, 240.0, 640.0, 640.0, 0.0)
-    assert letterbox_roi(300, 500) == Roi(150.0, 250.0, 500.0, 500.0, 0.0)
+def test_letterbox_pads_the_short_side():
+    roi, padding = pad_roi(whole_image_roi(640, 480), 224, 224)
+    assert roi == Roi(320.0, 240.0, 640.0, 640.0, 0.0)
+    assert padding == pytest.approx((0.0, 0.125, 0.0, 0.125))
+    roi, padding = pad_roi(whole_image_roi(300, 500), 224, 224)
+    assert roi == Roi(150.0, 250.0, 500.0, 500.0, 0.0)
+    assert padding == pytest.approx((0.2, 0.0, 0.2, 0.0))
 
 
-def test_alignment_roi_upright_person_has_no_rotation():
-    roi = alignment_roi(np.array([100.0, 300.0]), np.array([100.0, 200.0]))
-    assert roi.rotation == pytest.approx(0.0)
-    assert roi.width == roi.height == pytest.approx(2 * 100 * 1.25)
-    assert (roi.cx, roi.cy) == (100.0, 300.0)
+def test_remove_letterbox_inverts_padding():
+    pts = np.array([[0.5, 0.125], [0.25, 0.875]], np.float32)
+    out = remove_letterbox(pts, (0.0, 0.125, 0.0, 0.125))
+    np.testing.assert_allclose(out, [[0.5, 0.0], [0.25, 1.0]], atol=1e-7)
+
+
+def test_alignment_upright_person_has_no_rotation():
+    w, h = 400, 600
+    rect = roi_from_points(np.array([0.25, 0.5]), np.array([0.25, 1 / 3]), w, h)
+    assert rect.rotation == pytest.approx(0.0, abs=1e-7)
+    side = 2 * 100 * 1.25  # |scale - centre| = 100 px
+    assert rect.width * w == pytest.approx(side, rel=1e-6)
+    assert rect.height * h == pytest.approx(side, rel=1e-6)
+    assert (rect.x_center, rect.y_center) == pytest.approx((0.25, 0.5))
 
 
 @pytest.mark.parametrize(
     ("scale_point", "rotation"),
     [((200.0, 300.0), math.pi / 2), ((0.0, 300.0), -math.pi / 2), ((100.0, 400.0), -math.pi)],
 )
-def test_alignment_roi_rotation_turns_body_upright(scale_point, rotation):
-    roi = alignment_roi(np.array([100.0, 300.0]), np.array(scale_point))
-    assert roi.rotation == pytest.approx(rotation)
-    # the scale point lies straight above the centre in the ROI's own frame
-    uv = unproject_points(roi, np.array([scale_point], np.float32))[0]
-    assert uv[0] == pytest.approx(0.5, abs=1e-6)
+def test_alignment_rotation_turns_body_upright(scale_point, rotation):
+    w, h = 400, 600
+    start = np.array([100.0 / w, 300.0 / h])
+    end = np.array([scale_point[0] / w, scale_point[1] / h])
+    rect = alignment_rect(start, end, w, h)
+    assert rect.rotation == pytest.approx(rotation, abs=1e-6)
+    # in the ROI's own frame the scale point lies straight above the centre
+    pixel_rect = Rect(
+        rect.x_center * w, rect.y_center * h, rect.width * w, rect.height * h, rect.rotation
+    )
+    uv = unproject_from_image(np.array([scale_point]), pixel_rect)[0]
+    assert uv[0] == pytest.approx(0.5, abs=1e-5)
     assert uv[1] < 0.5
+
+
+def test_transform_rect_squares_on_long_side_then_scales():
+    rect = transform_rect(Rect(0.5, 0.5, 0.1, 0.4, 0.3), 1000, 500)
+    assert rect.width * 1000 == pytest.approx(200 * 1.25)
+    assert rect.height * 500 == pytest.approx(200 * 1.25)
+    assert rect.rotation == pytest.approx(0.3)
 
 
 def test_normalize_radians_range():
     for a in np.linspace(-10, 10, 101):
         n = normalize_radians(a)
-        assert -math.pi <= n < math.pi
-        assert math.isclose(math.cos(n), math.cos(a), abs_tol=1e-9)
+        assert -math.pi - 1e-6 <= n < math.pi + 1e-6
+        assert math.isclose(math.cos(n), math.cos(a), abs_tol=1e-6)
 
 
-def test_box_roi_square_on_long_side():
-    roi = box_roi(10, 20, 50, 120)
-    assert roi == Roi(30.0, 70.0, 125.0, 125.0, 0.0)
+def test_box_mode_square_on_long_side():
+    rect = roi_from_box(0.1, 0.2, 0.3, 0.6, 100, 100)
+    assert (rect.x_center, rect.y_center) == pytest.approx((0.2, 0.4))
+    assert rect.width == pytest.approx(0.4 * 1.25) and rect.height == pytest.approx(0.4 * 1.25)
+    assert rect.rotation == 0.0
