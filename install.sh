@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Install blazepose-edge into ./.venv, fetch and verify the models, and say what to run next.
 #
-#   ./install.sh          runtime only
-#   ./install.sh --dev    also the test and lint tools (pytest, ruff)
+#   ./install.sh              runtime, plus Mosquitto from apt if no MQTT broker answers locally
+#   ./install.sh --dev        also the test and lint tools (pytest, ruff, jsonschema)
+#   ./install.sh --no-broker  never install Mosquitto
+#   ./install.sh --service    (root) also install the systemd service: a copy in /opt/blazepose-edge,
+#                             user blazepose-edge (group video), /etc/blazepose-edge/config.toml
+#   ./install.sh --uninstall  (root) remove the service, its user and /opt/blazepose-edge
+#                             (the config in /etc/blazepose-edge is kept)
 #
 # Safe to re-run: it only installs what changed and re-checks the model files.
 # On Raspberry Pi OS (apt python3-picamera2 present) the venv sees the system packages and pip is
@@ -11,15 +16,38 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DEV=0
+BROKER=1
+SERVICE=0
+UNINSTALL=0
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --no-broker) BROKER=0 ;;
+    --service) SERVICE=1 ;;
+    --uninstall) UNINSTALL=1 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+SVC_USER=blazepose-edge
+SVC_HOME=/opt/blazepose-edge
+UNIT=/etc/systemd/system/blazepose-edge.service
+have_systemd() { [ -d /run/systemd/system ]; }
+
+if [ "$UNINSTALL" = 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "install.sh --uninstall: run as root (sudo)" >&2; exit 1; }
+  if have_systemd; then systemctl disable --now blazepose-edge.service 2>/dev/null || true; fi
+  rm -f "$UNIT"
+  have_systemd && systemctl daemon-reload
+  rm -rf "$SVC_HOME" /var/cache/blazepose-edge
+  id "$SVC_USER" >/dev/null 2>&1 && userdel "$SVC_USER"
+  say "service removed (config kept in /etc/blazepose-edge)"
+  exit 0
+fi
 
 # --- pick the interpreter -------------------------------------------------------------------------
 PICAMERA=0
@@ -82,11 +110,64 @@ est = PoseEstimator()
 print(f"==> models load: {est.estimator.model.backend}, {est.num_threads} threads")
 PY
 
+# --- a broker to publish to ----------------------------------------------------------------------
+broker_answers() {
+  .venv/bin/python -c 'import socket; socket.create_connection(("127.0.0.1", 1883), 1).close()' 2>/dev/null
+}
+if [ "$BROKER" = 1 ] && ! broker_answers; then
+  if ! command -v mosquitto >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
+      say "no MQTT broker on localhost:1883: installing Mosquitto from apt (skip with --no-broker)"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto
+    else
+      say "no MQTT broker on localhost:1883 and no apt/sudo here: install one, or run with --mqtt-host none"
+    fi
+  fi
+  if command -v mosquitto >/dev/null 2>&1 && ! broker_answers; then
+    if have_systemd; then
+      as_root systemctl enable --now mosquitto
+    else
+      say "starting mosquitto in the background (no systemd here)"
+      as_root mosquitto -d -c /etc/mosquitto/mosquitto.conf 2>/dev/null || as_root mosquitto -d
+    fi
+  fi
+fi
+
+# --- the systemd service ---------------------------------------------------------------------------
+if [ "$SERVICE" = 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "install.sh --service: run as root (sudo ./install.sh --service)" >&2; exit 1; }
+  if [ "$(pwd -P)" != "$SVC_HOME" ]; then
+    say "installing a copy in $SVC_HOME for the service"
+    mkdir -p "$SVC_HOME"
+    tar --exclude=./.venv --exclude=./.git --exclude='*/__pycache__' -cf - . | tar -xf - -C "$SVC_HOME"
+    (cd "$SVC_HOME" && ./install.sh --no-broker)
+  fi
+  id "$SVC_USER" >/dev/null 2>&1 || useradd --system --home-dir "$SVC_HOME" --no-create-home --shell /usr/sbin/nologin --user-group "$SVC_USER"
+  getent group video >/dev/null && usermod -aG video "$SVC_USER"
+  chmod -R a+rX "$SVC_HOME"
+  install -d -m 0755 /etc/blazepose-edge
+  if [ ! -f /etc/blazepose-edge/config.toml ]; then
+    "$SVC_HOME/.venv/bin/python" -c "from edge.config import Config, to_toml; print(to_toml(Config()), end='')" > /etc/blazepose-edge/config.toml
+    chmod 0644 /etc/blazepose-edge/config.toml
+    say "wrote the default /etc/blazepose-edge/config.toml (edit the [source] and [mqtt] sections)"
+  fi
+  sed "s|@PREFIX@|$SVC_HOME|g" systemd/blazepose-edge.service > "$UNIT"
+  if have_systemd; then
+    systemctl daemon-reload
+    systemctl enable blazepose-edge.service
+    say "service installed: sudo systemctl start blazepose-edge; journalctl -u blazepose-edge -f"
+  else
+    say "unit written to $UNIT (no systemd running here to enable it)"
+  fi
+fi
+
 cat <<EOT
 
 Done. Try it:
   .venv/bin/blazepose-edge infer --annotate out/ ../shared/media/images   # or any image/video path
   .venv/bin/blazepose-edge infer --json path/to/video.mp4
+  .venv/bin/blazepose-edge run --source path/to/video.mp4 --loop   # poses to MQTT on localhost
 EOT
 [ "$DEV" = 1 ] && echo "  .venv/bin/python -m pytest      # the tests"
 exit 0

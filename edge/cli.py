@@ -159,6 +159,126 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_logging(level: str) -> None:
+    import logging
+    import os
+
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):  # journald adds its own timestamps
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+def _load_config(args: argparse.Namespace):
+    from . import config
+
+    overrides = {
+        "source.uri": args.source,
+        "source.loop": True if args.loop else None,
+        "source.realtime": True if args.realtime else None,
+        "mqtt.host": args.mqtt_host,
+        "mqtt.port": args.mqtt_port,
+        "mqtt.device_id": args.device_id,
+        "mqtt.topic_prefix": args.topic_prefix,
+        "daemon.max_frames": args.max_frames,
+        "pipeline.variant": args.variant,
+        "pipeline.threads": args.threads,
+    }
+    return config.load(Path(args.config) if args.config else None, overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from .config import ConfigError
+    from .daemon import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, Daemon
+    from .publish import PublishError
+    from .sources import SourceError
+
+    try:
+        cfg = _load_config(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_CONFIG
+    _setup_logging(cfg.daemon.log_level)
+    try:
+        daemon = Daemon(cfg)
+    except ModelError as exc:
+        _err(str(exc))
+        return EXIT_MODEL
+    except SourceError as exc:
+        _err(str(exc))
+        return EXIT_SOURCE
+
+    def on_signal(signum, frame) -> None:
+        import logging
+
+        logging.getLogger("edge.daemon").info("%s: stopping", signal.Signals(signum).name)
+        daemon.stop()
+
+    def on_hup(signum, frame) -> None:
+        import logging
+
+        logging.getLogger("edge.daemon").warning("SIGHUP: reloading is not supported yet; ignored")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
+    try:
+        return daemon.run()
+    except SourceError as exc:
+        _err(str(exc))
+        return EXIT_SOURCE
+    except PublishError as exc:
+        _err(str(exc))
+        return EXIT_BROKER
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError, to_toml
+
+    try:
+        cfg = _load_config(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    if args.print:
+        sys.stdout.write(to_toml(cfg))
+    else:
+        print("configuration ok")
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config (default /etc/blazepose-edge/config.toml if present)",
+    )
+    p.add_argument(
+        "--source",
+        help="picam, picam:N, /dev/videoN, N, rtsp://..., a video file or an image folder",
+    )
+    p.add_argument(
+        "--loop", action="store_true", default=None, help="video files: start again at the end"
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        default=None,
+        help="video files: pace at the file's frame rate",
+    )
+    p.add_argument(
+        "--mqtt-host", help="broker host (default localhost); 'none' prints pose messages on stdout"
+    )
+    p.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
+    p.add_argument("--device-id", help="topic level for this device (default: host name)")
+    p.add_argument("--topic-prefix", help="first topic level (default blazepose)")
+    p.add_argument("--max-frames", type=int, help="stop after N processed frames")
+    p.add_argument("--variant", help="model variant (default float)")
+    p.add_argument("--threads", type=int, help="interpreter threads (default: CPUs, at most 4)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blazepose-edge", description="BlazePose body landmarks on edge CPUs."
@@ -179,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--json", action="store_true", help="print one JSON line per image/frame")
     infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
     infer.set_defaults(func=cmd_infer)
+
+    run = sub.add_parser("run", help="the daemon: camera -> poses -> MQTT")
+    _add_run_options(run)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    _add_run_options(check)
+    check.add_argument("--print", action="store_true", help="print the effective configuration")
+    check.set_defaults(func=cmd_check_config)
 
     mod = sub.add_parser("models", help="fetch or verify the model files")
     mod.add_argument("action", choices=("fetch", "verify"))

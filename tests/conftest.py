@@ -63,3 +63,27 @@ def reference_images() -> dict:
 @pytest.fixture(scope="session")
 def reference_video() -> dict:
     return json.loads((DATA / "mediapipe_reference_video.json").read_text())
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    """Start Mosquitto brokers for a test (own config and free port); all stopped afterwards."""
+    from .broker import Broker
+
+    started = []
+
+    def make(name: str = "broker", **kwargs) -> Broker:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        broker = Broker(folder, **kwargs).start()
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture
+def broker(broker_factory):
+    return broker_factory()

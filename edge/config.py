@@ -1,0 +1,276 @@
+"""Daemon configuration: typed dataclasses, loaded from TOML, overridden by flags, validated once.
+
+Every problem is reported with the dotted name of the key (``mqtt.port``), so a user editing
+``/etc/blazepose-edge/config.toml`` knows what to fix. Secrets are never part of the config: the
+MQTT password is read from a file or an environment variable named here, at connect time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
+DEFAULT_PASSWORD_ENV = "BLAZEPOSE_EDGE_MQTT_PASSWORD"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass
+class SourceConfig:
+    uri: str = ""  # "" = Pi camera if present, else /dev/video0
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    loop: bool = False  # video files: start again at the end
+    realtime: bool = False  # video files: pace at the file's own frame rate
+
+
+@dataclass
+class PipelineConfig:
+    variant: str = "float"
+    threads: int = 0  # 0 = the CPUs this process may use, at most 4
+    min_detection_score: float = 0.5
+    smoothing: bool = True
+
+
+@dataclass
+class TlsConfig:
+    enabled: bool = False
+    ca_file: str = ""  # "" = the system's CA store
+    cert_file: str = ""
+    key_file: str = ""
+    insecure: bool = False  # skip the host name check (self-signed test brokers only)
+
+
+@dataclass
+class MqttConfig:
+    host: str = "localhost"  # "none" = print the messages on stdout instead
+    port: int = 1883
+    device_id: str = ""  # "" = this machine's host name
+    topic_prefix: str = "blazepose"
+    client_id: str = ""  # "" = blazepose-edge-<device_id>
+    username: str = ""
+    password_file: str = ""
+    password_env: str = DEFAULT_PASSWORD_ENV
+    keepalive: int = 30
+    qos_pose: int = 0
+    qos_status: int = 1
+    qos_stats: int = 0
+    queue_limit: int = 1000  # QoS >= 1 messages held while the broker is away
+    encoding: str = "json"  # "json" or "binary" (see README, "Binary pose messages")
+    stats_interval: float = 5.0
+    connect_timeout: float = 10.0
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+
+@dataclass
+class DaemonConfig:
+    max_frames: int = 0  # 0 = run until stopped
+    log_level: str = "info"
+
+
+@dataclass
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+
+    @property
+    def device_id(self) -> str:
+        return self.mqtt.device_id or socket.gethostname()
+
+
+def _check_section(obj: Any, data: dict, prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {prefix.rstrip('.')} must be a table")
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"config: unknown key {name} (known in this section: {known})")
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            _check_section(getattr(obj, key), value, f"{name}.")
+            continue
+        setattr(obj, key, _coerce(name, value, expected))
+
+
+def _coerce(name: str, value: Any, expected: type) -> Any:
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {name} must be true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config: {name} must be an integer, got {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config: {name} must be a number, got {value!r}")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config: {name} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"config: {name}: unsupported type")  # pragma: no cover
+
+
+def validate(cfg: Config) -> Config:
+    """Check values (types are checked on load). Raises ConfigError naming the key."""
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"config: {key} {what}")
+
+    s, p, m, d = cfg.source, cfg.pipeline, cfg.mqtt, cfg.daemon
+    need(16 <= s.width <= 8192, "source.width", f"must be 16..8192, got {s.width}")
+    need(16 <= s.height <= 8192, "source.height", f"must be 16..8192, got {s.height}")
+    need(0 < s.fps <= 1000, "source.fps", f"must be > 0 and <= 1000, got {s.fps}")
+    need(p.variant in ("float",), "pipeline.variant", f"must be 'float', got {p.variant!r}")
+    need(0 <= p.threads <= 64, "pipeline.threads", f"must be 0 (auto) .. 64, got {p.threads}")
+    need(
+        0 < p.min_detection_score < 1,
+        "pipeline.min_detection_score",
+        f"must be between 0 and 1, got {p.min_detection_score}",
+    )
+    need(bool(m.host.strip()), "mqtt.host", "must not be empty (use 'none' for stdout)")
+    need(1 <= m.port <= 65535, "mqtt.port", f"must be 1..65535, got {m.port}")
+    for key in ("qos_pose", "qos_status", "qos_stats"):
+        need(
+            getattr(m, key) in (0, 1, 2), f"mqtt.{key}", f"must be 0, 1 or 2, got {getattr(m, key)}"
+        )
+    need(5 <= m.keepalive <= 3600, "mqtt.keepalive", f"must be 5..3600 s, got {m.keepalive}")
+    need(
+        1 <= m.queue_limit <= 1_000_000,
+        "mqtt.queue_limit",
+        f"must be 1..1000000, got {m.queue_limit}",
+    )
+    need(
+        m.encoding in ("json", "binary"),
+        "mqtt.encoding",
+        f"must be 'json' or 'binary', got {m.encoding!r}",
+    )
+    need(
+        0.5 <= m.stats_interval <= 3600,
+        "mqtt.stats_interval",
+        f"must be 0.5..3600 s, got {m.stats_interval}",
+    )
+    need(
+        0 < m.connect_timeout <= 300,
+        "mqtt.connect_timeout",
+        f"must be > 0 and <= 300 s, got {m.connect_timeout}",
+    )
+    for key in ("device_id", "topic_prefix"):
+        value = getattr(m, key)
+        bad = (
+            [c for c in "+#/" if c in value]
+            if key == "device_id"
+            else [c for c in "+#" if c in value]
+        )
+        need(
+            not bad,
+            f"mqtt.{key}",
+            f"must not contain MQTT wildcards or separators {bad}, got {value!r}",
+        )
+    need(bool(m.topic_prefix.strip("/")), "mqtt.topic_prefix", "must not be empty")
+    if m.password_file:
+        need(
+            Path(m.password_file).is_file(),
+            "mqtt.password_file",
+            f"{m.password_file} does not exist",
+        )
+        need(bool(m.username), "mqtt.username", "must be set when mqtt.password_file is")
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(m.tls, key)
+        if value:
+            need(Path(value).is_file(), f"mqtt.tls.{key}", f"{value} does not exist")
+    need(
+        bool(m.tls.cert_file) == bool(m.tls.key_file),
+        "mqtt.tls.key_file",
+        "and mqtt.tls.cert_file go together",
+    )
+    need(d.max_frames >= 0, "daemon.max_frames", f"must be >= 0, got {d.max_frames}")
+    need(
+        d.log_level in ("debug", "info", "warning", "error"),
+        "daemon.log_level",
+        f"must be debug, info, warning or error, got {d.log_level!r}",
+    )
+    return cfg
+
+
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (default: /etc/blazepose-edge/config.toml if it exists), apply ``overrides``
+    ({"mqtt.port": 1884, ...}), validate, return."""
+    cfg = Config()
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+        _check_section(cfg, data, "")
+    elif explicit:
+        raise ConfigError(f"config: {path} does not exist")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        *parents, key = dotted.split(".")
+        section = cfg
+        for part in parents:
+            section = getattr(section, part)
+        _check_section(section, {key: value}, "".join(f"{p}." for p in parents))
+    return validate(cfg)
+
+
+def read_password(m: MqttConfig) -> str | None:
+    """The MQTT password from mqtt.password_file, $CREDENTIALS_DIRECTORY/mqtt_password (systemd
+    LoadCredential=), or the environment variable named by mqtt.password_env; None if none is set."""
+    if m.password_file:
+        return Path(m.password_file).read_text().rstrip("\r\n")
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and (Path(creds) / "mqtt_password").is_file():
+        return (Path(creds) / "mqtt_password").read_text().rstrip("\r\n")
+    if m.password_env and m.password_env in os.environ:
+        return os.environ[m.password_env]
+    return None
+
+
+def to_toml(cfg: Config) -> str:
+    """The configuration as TOML (the default config file is written from this)."""
+    lines: list[str] = []
+
+    def emit(obj: Any, name: str) -> None:
+        scalars = [
+            f for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))
+        ]
+        tables = [
+            f for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))
+        ]
+        if name and scalars:
+            lines.append(f"\n[{name}]")
+        for f in scalars:
+            value = getattr(obj, f.name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(value)
+            lines.append(f"{f.name} = {text}")
+        for f in tables:
+            emit(getattr(obj, f.name), f"{name}.{f.name}" if name else f.name)
+
+    emit(cfg, "")
+    return "\n".join(lines).lstrip() + "\n"

@@ -1,0 +1,97 @@
+"""Pose messages: the JSON document and the compact binary layout.
+
+JSON (``mqtt.encoding = "json"``, the default), one per processed frame::
+
+    {"v": 1, "device": ID, "frame": N, "ts": 1732400000.123, "width": W, "height": H,
+     "poses": [{"score": S, "landmarks": [[x, y, z, visibility, presence] x 33],
+                "world_landmarks": [[x, y, z] x 33]}]}
+
+x and y are fractions of the frame's width and height (MediaPipe's convention), z is on x's
+scale; world landmarks are metres with the origin between the hips. ``poses`` is empty when
+nobody is in view. The schema is ``edge/schema/pose.schema.json``.
+
+Binary (``mqtt.encoding = "binary"``), little-endian, the same values::
+
+    offset size type        field
+    0      4    char[4]     magic "BPE1"
+    4      4    uint32      frame
+    8      8    float64     ts, epoch seconds
+    16     2    uint16      width
+    18     2    uint16      height
+    20     1    uint8       P, the number of poses
+    21     3    -           zero
+    24     1060 x P         per pose: float32 score, float32[33][5] landmarks,
+                            float32[33][3] world landmarks
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+MAGIC = b"BPE1"
+HEADER = struct.Struct("<4sIdHHB3x")
+POSE_FLOATS = 1 + 33 * 5 + 33 * 3
+
+
+def normalised(pose, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(33, 5) landmarks with x, y, z divided by the frame size; (33, 3) world landmarks."""
+    lm = pose.landmarks.astype(np.float64)
+    lm[:, 0] /= width
+    lm[:, 1] /= height
+    lm[:, 2] /= width
+    return lm, pose.world_landmarks.astype(np.float64)
+
+
+def pose_json(device: str, frame: int, ts: float, width: int, height: int, poses) -> bytes:
+    items = []
+    for pose in poses:
+        lm, world = normalised(pose, width, height)
+        lm[:, :3] = np.round(lm[:, :3], 5)
+        lm[:, 3:] = np.round(lm[:, 3:], 4)
+        items.append(
+            {
+                "score": round(float(pose.score), 4),
+                "landmarks": lm.tolist(),
+                "world_landmarks": np.round(world, 4).tolist(),
+            }
+        )
+    doc = {
+        "v": SCHEMA_VERSION,
+        "device": device,
+        "frame": frame,
+        "ts": round(ts, 6),
+        "width": width,
+        "height": height,
+        "poses": items,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def pose_binary(frame: int, ts: float, width: int, height: int, poses) -> bytes:
+    parts = [HEADER.pack(MAGIC, frame, ts, width, height, len(poses))]
+    for pose in poses:
+        lm, world = normalised(pose, width, height)
+        block = np.concatenate([[pose.score], lm.reshape(-1), world.reshape(-1)])
+        parts.append(block.astype("<f4").tobytes())
+    return b"".join(parts)
+
+
+def decode_binary(data: bytes) -> dict:
+    """Inverse of ``pose_binary`` (for consumers and tests)."""
+    magic, frame, ts, width, height, count = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError("not a blazepose-edge binary pose message")
+    body = np.frombuffer(data, "<f4", offset=HEADER.size).reshape(count, POSE_FLOATS)
+    poses = [
+        {
+            "score": float(row[0]),
+            "landmarks": row[1 : 1 + 165].reshape(33, 5),
+            "world_landmarks": row[166:].reshape(33, 3),
+        }
+        for row in body
+    ]
+    return {"frame": frame, "ts": ts, "width": width, "height": height, "poses": poses}

@@ -1,0 +1,38 @@
+"""``--mqtt-host none``: pose messages as JSON lines on stdout; status and stats go to the log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+class StdoutPublisher:
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.sent = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        log.info("publishing pose messages on stdout (--mqtt-host none)")
+
+    def publish_pose(self, payload: bytes) -> None:
+        try:
+            self.stream.write(payload.decode() + "\n")
+            self.stream.flush()
+            self.sent += 1
+        except (BrokenPipeError, ValueError):
+            self.failed += 1
+
+    def publish_stats(self, payload: bytes) -> None:
+        log.info("stats %s", payload.decode())
+
+    def set_status(self, status: str) -> None:
+        log.info("status %s", status)
+
+    def stop(self, timeout: float = 0.0) -> None:
+        log.info("status offline")
+
+    def stats(self) -> dict:
+        return {"connected": True, "sent": self.sent, "dropped": self.failed}

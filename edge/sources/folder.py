@@ -1,0 +1,56 @@
+"""A folder of images, in name order, as a (non-live) frame source."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+
+from .base import Frame, Source, SourceError
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class FolderSource(Source):
+    live = False
+
+    def __init__(self, folder: str, loop: bool = False):
+        self.folder = Path(folder)
+        self.loop = loop
+        self.description = f"folder {folder}"
+        self.files: list[Path] = []
+        self.position = 0
+        self.index = 0
+        self.unreadable = 0
+
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise SourceError(f"{self.folder} is not a folder")
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(
+                f"{self.folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+
+    def read(self) -> Frame | None:
+        if not self.files:
+            self.open()
+        while True:
+            if self.position >= len(self.files):
+                if not self.loop:
+                    return None
+                self.position = 0
+            path = self.files[self.position]
+            self.position += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self.unreadable += 1
+                log.warning("skipping unreadable image %s", path)
+                continue
+            pts = self.index * 1000.0 / 30.0  # a folder plays as a 30 fps clip
+            frame = Frame(image, self.index, time.time(), time.monotonic_ns(), pts)
+            self.index += 1
+            return frame

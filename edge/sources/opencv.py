@@ -1,0 +1,97 @@
+"""OpenCV ``VideoCapture`` sources: V4L2 devices, RTSP/HTTP streams, video files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+
+from .base import Frame, Source, SourceError
+
+log = logging.getLogger(__name__)
+
+
+class VideoCaptureSource(Source):
+    def __init__(
+        self,
+        target: str | int,
+        kind: str,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        loop: bool = False,
+        realtime: bool = False,
+    ):
+        if kind not in ("device", "stream", "file"):
+            raise ValueError(kind)
+        self.target, self.kind = target, kind
+        self.width, self.height, self.fps = width, height, fps
+        self.loop, self.realtime = loop, realtime
+        self.live = kind != "file" or realtime
+        self.description = f"{kind} {target}"
+        self.cap: cv2.VideoCapture | None = None
+        self.index = 0
+        self.file_fps = 0.0
+        self._t0 = 0.0
+
+    def open(self) -> None:
+        self.close()
+        if self.kind == "file" and not Path(str(self.target)).is_file():
+            raise SourceError(f"video file {self.target} does not exist")
+        if self.kind == "device":
+            cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
+            if cap.isOpened():
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+                cap.set(cv2.CAP_PROP_FPS, self.fps)
+                cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a backlog
+        elif self.kind == "stream":
+            cap = cv2.VideoCapture(
+                str(self.target),
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
+            )
+        else:
+            cap = cv2.VideoCapture(str(self.target))
+        if not cap.isOpened():
+            cap.release()
+            hint = {
+                "device": "is the camera plugged in, and is this user in group 'video'?",
+                "stream": "is the stream URL reachable from this machine?",
+                "file": "is it a video format OpenCV's FFmpeg can decode?",
+            }[self.kind]
+            raise SourceError(f"cannot open {self.description}: {hint}")
+        self.cap = cap
+        self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self._t0 = time.monotonic()
+        log.info("opened %s", self.description)
+
+    def read(self) -> Frame | None:
+        if self.cap is None:
+            self.open()
+        ok, image = self.cap.read()
+        if not ok and self.kind == "file" and self.loop and self.index > 0:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._t0 = time.monotonic() - self.index / self.file_fps
+            ok, image = self.cap.read()
+        if not ok:
+            if self.kind == "file":
+                return None  # the end of the file
+            raise SourceError(f"{self.description} stopped delivering frames")
+        if self.kind == "file" and self.realtime:
+            due = self._t0 + self.index / self.file_fps
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        mono = time.monotonic_ns()
+        pts = self.index * 1000.0 / self.file_fps if self.kind == "file" else mono / 1e6
+        frame = Frame(image, self.index, time.time(), mono, pts)
+        self.index += 1
+        return frame
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None

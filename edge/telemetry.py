@@ -1,0 +1,86 @@
+"""Run-time figures for the stats topic: throughput, per-stage latency, drops, CPU, memory, heat."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - psutil is a dependency; keep stats working without it
+    psutil = None
+
+THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+
+
+def soc_temperature() -> float | None:
+    """SoC temperature in degrees C where the kernel exposes it, else None."""
+    try:
+        return round(int(THERMAL.read_text().strip()) / 1000.0, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def throttled_flags() -> int | None:
+    """Raspberry Pi firmware throttling bits (under-voltage, capped, throttled), else None."""
+    try:
+        return int(THROTTLED.read_text().strip(), 16)
+    except (OSError, ValueError):
+        return None
+
+
+class Telemetry:
+    """Collects per-frame stage timings (ms) and summarises them over a sliding window."""
+
+    def __init__(self, window: int = 300):
+        self.samples: dict[str, deque] = {}
+        self.window = window
+        self.frames = 0
+        self.bad_frames = 0
+        self.started = time.monotonic()
+        self._last_frames = 0
+        self._last_time = self.started
+        self._process = psutil.Process(os.getpid()) if psutil else None
+        if self._process is not None:
+            self._process.cpu_percent(None)  # start the CPU measurement interval
+
+    def record(self, timings: dict[str, float]) -> None:
+        self.frames += 1
+        for stage, ms in timings.items():
+            self.samples.setdefault(stage, deque(maxlen=self.window)).append(ms)
+
+    def summary(self) -> dict:
+        now = time.monotonic()
+        elapsed = max(now - self._last_time, 1e-9)
+        fps = (self.frames - self._last_frames) / elapsed
+        self._last_frames, self._last_time = self.frames, now
+        latency = {
+            stage: {
+                "p50": round(float(np.percentile(v, 50)), 2),
+                "p95": round(float(np.percentile(v, 95)), 2),
+            }
+            for stage, v in self.samples.items()
+            if v
+        }
+        out = {
+            "uptime_s": round(now - self.started, 1),
+            "frames": self.frames,
+            "fps": round(fps, 2),
+            "bad_frames": self.bad_frames,
+            "latency_ms": latency,
+            "cpu_percent": None,
+            "rss_mb": None,
+            "threads": None,
+            "temperature_c": soc_temperature(),
+            "throttled": throttled_flags(),
+        }
+        if self._process is not None:
+            out["cpu_percent"] = round(self._process.cpu_percent(None), 1)
+            out["rss_mb"] = round(self._process.memory_info().rss / 2**20, 1)
+            out["threads"] = self._process.num_threads()
+        return out

@@ -1,0 +1,134 @@
+"""A real Mosquitto for tests: own config, own free loopback port, optional password and TLS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+USER, PASSWORD = "pose", "s3cret-pw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_certs(folder: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for localhost / 127.0.0.1."""
+
+    def run(*args):
+        subprocess.run(args, cwd=folder, check=True, capture_output=True)
+
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=blazepose-edge-test-ca", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+    return {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
+
+
+class Broker:
+    def __init__(
+        self, folder: Path, auth: bool = False, tls: bool = False, port: int | None = None
+    ):
+        if not shutil.which("mosquitto"):
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        self.folder = folder
+        self.port = port or free_port()
+        self.auth, self.tls = auth, tls
+        self.certs = make_certs(folder) if tls else None
+        lines = ["persistence false", "log_dest stderr", "log_type error", "log_type warning"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # test only: read the files in the test's temp folder
+        lines.append(f"listener {self.port} 127.0.0.1")
+        if auth:
+            passwd = folder / "passwd"
+            subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), USER, PASSWORD], check=True,
+                           capture_output=True)  # fmt: skip
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        if tls:
+            lines += [f"cafile {self.certs['ca']}", f"certfile {self.certs['cert']}",
+                      f"keyfile {self.certs['key']}"]  # fmt: skip
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode()
+                    raise RuntimeError(f"mosquitto failed: {err}") from None
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Subscriber:
+    """Collects (topic, payload, retain) for a topic filter, from a thread."""
+
+    def __init__(self, broker: Broker, topic: str = "#", username=None, password=None):
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        if username:
+            client.username_pw_set(username, password)
+        if broker.tls:
+            client.tls_set(ca_certs=str(broker.certs["ca"]))
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.set()
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("subscriber could not subscribe")
+        self.client = client
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[tuple[bytes, bool]]:
+        with self.lock:
+            return [(p, r) for t, p, r in self.messages if t.endswith(suffix)]
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

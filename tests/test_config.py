@@ -1,0 +1,87 @@
+import pytest
+
+from edge import config
+from edge.cli import main
+from edge.config import Config, ConfigError, load, read_password, to_toml
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_round_trip_through_toml(tmp_path):
+    cfg = load(write(tmp_path, to_toml(Config())))
+    assert cfg == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[mqtt]\nprot = 1\n", "unknown key mqtt.prot"),
+        ("[camera]\nx = 1\n", "unknown key camera"),
+        ('[mqtt]\nport = "1883"\n', "mqtt.port must be an integer"),
+        ("[mqtt]\nport = 70000\n", "mqtt.port must be 1..65535"),
+        ("[mqtt]\nqos_pose = 3\n", "mqtt.qos_pose must be 0, 1 or 2"),
+        ('[mqtt]\nencoding = "xml"\n', "mqtt.encoding"),
+        ('[mqtt]\ndevice_id = "a/b"\n', "mqtt.device_id must not contain"),
+        ("[source]\nfps = 0\n", "source.fps"),
+        ("[source]\nloop = 1\n", "source.loop must be true or false"),
+        ('[pipeline]\nvariant = "int4"\n', "pipeline.variant"),
+        ('[mqtt.tls]\nca_file = "/nope/ca.crt"\n', "mqtt.tls.ca_file"),
+        ('[mqtt]\npassword_file = "/nope"\n', "mqtt.password_file"),
+        ("[mqtt]\ntls = 3\n", "mqtt.tls must be a table"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load(write(tmp_path, text))
+
+
+def test_flags_override_the_file(tmp_path):
+    cfg = load(write(tmp_path, '[mqtt]\nport = 1884\nhost = "broker"\n'), {"mqtt.port": 1999})
+    assert cfg.mqtt.port == 1999 and cfg.mqtt.host == "broker"
+
+
+def test_bad_override_names_the_flag_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"mqtt\.port must be 1\.\.65535"):
+        load(write(tmp_path, ""), {"mqtt.port": 0})
+
+
+def test_missing_explicit_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "none.toml")
+
+
+def test_default_file_is_optional(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", tmp_path / "absent.toml")
+    assert load() == Config()
+
+
+def test_password_sources(tmp_path, monkeypatch):
+    m = Config().mqtt
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv(m.password_env, raising=False)
+    assert read_password(m) is None
+    monkeypatch.setenv(m.password_env, "from-env")
+    assert read_password(m) == "from-env"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt_password").write_text("from-systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert read_password(m) == "from-systemd"
+    (tmp_path / "pw").write_text("from-file\n")
+    m.password_file = str(tmp_path / "pw")
+    assert read_password(m) == "from-file"
+
+
+def test_check_config_command(tmp_path, capsys):
+    good = write(tmp_path, "[mqtt]\nport = 1884\n")
+    assert main(["check-config", "--config", str(good)]) == 0
+    assert "configuration ok" in capsys.readouterr().out
+    assert main(["check-config", "--config", str(good), "--mqtt-port", "0"]) == 2
+    assert "mqtt.port" in capsys.readouterr().err
+    assert main(["check-config", "--config", str(good), "--print"]) == 0
+    assert "port = 1884" in capsys.readouterr().out

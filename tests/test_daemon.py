@@ -1,0 +1,196 @@
+"""The daemon end to end: real video in, a real Mosquitto (started per test), a real subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .broker import PASSWORD, USER, Subscriber
+
+SCHEMA = Path(__file__).resolve().parent.parent / "edge" / "schema" / "pose.schema.json"
+
+
+def start_daemon(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture(scope="module")
+def validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+
+
+def test_one_message_per_frame_and_status_sequence(media, models_ready, broker, validator):
+    sub = Subscriber(broker, "blazepose/cam1/#")
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    n = 40
+    proc = start_daemon("--source", str(video), "--mqtt-host", "127.0.0.1",
+                        "--mqtt-port", str(broker.port), "--device-id", "cam1", "--max-frames", str(n))  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert sub.wait_for(lambda: sub.on("/status") and sub.on("/status")[-1][0] == b"offline")
+    poses = [json.loads(p) for p, _ in sub.on("/pose")]
+    assert [m["frame"] for m in poses] == list(range(n))  # one per frame, contiguous
+    for message in poses:
+        validator.validate(message)
+        assert message["device"] == "cam1" and message["width"] == 576
+        assert len(message["poses"]) == 1
+    statuses = [p for p, _ in sub.on("/status")]
+    assert statuses[0] == b"online" and statuses[-1] == b"offline"
+    sub.close()
+    # a late subscriber gets the retained final status
+    late = Subscriber(broker, "blazepose/cam1/status")
+    assert late.wait_for(lambda: late.on("/status") == [(b"offline", True)], 5)
+    late.close()
+
+
+def test_retained_online_and_will_on_kill_9(media, models_ready, broker):
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--source", str(video), "--loop", "--realtime", "--mqtt-host", "127.0.0.1",
+                        "--mqtt-port", str(broker.port), "--device-id", "cam2")  # fmt: skip
+    try:
+        sub = Subscriber(broker, "blazepose/cam2/#")
+        assert sub.wait_for(lambda: len(sub.on("/pose")) >= 5, 30), proc.stderr.peek().decode()
+        late = Subscriber(broker, "blazepose/cam2/status")
+        assert late.wait_for(lambda: (b"online", True) in late.on("/status"), 5)
+        late.close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert sub.wait_for(lambda: sub.on("/status")[-1][0] == b"offline", 10)
+        sub.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_sigterm_exits_cleanly_with_offline(media, models_ready, broker):
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--source", str(video), "--loop", "--realtime", "--mqtt-host", "127.0.0.1",
+                        "--mqtt-port", str(broker.port), "--device-id", "cam3")  # fmt: skip
+    sub = Subscriber(broker, "blazepose/cam3/#")
+    assert sub.wait_for(lambda: len(sub.on("/pose")) >= 3, 30)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc, 10)
+    assert code == 0, err
+    assert time.monotonic() - t0 < 5
+    assert sub.wait_for(lambda: sub.on("/status")[-1] == (b"offline", False), 5)
+    sub.close()
+
+
+def test_reconnects_after_broker_restart(media, models_ready, broker_factory):
+    broker = broker_factory()
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--source", str(video), "--loop", "--realtime", "--mqtt-host", "127.0.0.1",
+                        "--mqtt-port", str(broker.port), "--device-id", "cam4")  # fmt: skip
+    try:
+        sub = Subscriber(broker, "blazepose/cam4/#")
+        assert sub.wait_for(lambda: len(sub.on("/pose")) >= 5, 30)
+        sub.close()
+        broker.stop()
+        time.sleep(2)
+        broker.start()
+        sub = Subscriber(broker, "blazepose/cam4/#")
+        assert sub.wait_for(lambda: len(sub.on("/pose")) >= 5, 40), "no pose after restart"
+        assert b"online" in [p for p, _ in sub.on("/status")]  # re-announced on reconnect
+        sub.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 15)
+    assert code == 0, err
+    assert "disconnected from MQTT broker" in err
+
+
+def write_config(path: Path, broker, password_file: Path, ca: Path | None) -> Path:
+    tls = f'\n[mqtt.tls]\nenabled = true\nca_file = "{ca}"\n' if ca else ""
+    path.write_text(
+        f'[mqtt]\nhost = "localhost"\nport = {broker.port}\nusername = "{USER}"\n'
+        f'password_file = "{password_file}"\ndevice_id = "cam5"\n{tls}'
+    )
+    return path
+
+
+def test_tls_and_password_accepted(media, models_ready, broker_factory, tmp_path):
+    broker = broker_factory("tls", auth=True, tls=True)
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    cfg = write_config(tmp_path / "c.toml", broker, secret, broker.certs["ca"])
+    sub = Subscriber(broker, "blazepose/cam5/#", USER, PASSWORD)
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    code, _, err = finish(
+        start_daemon("--config", str(cfg), "--source", str(video), "--max-frames", "5")
+    )
+    assert code == 0, err
+    assert sub.wait_for(lambda: len(sub.on("/pose")) == 5)
+    assert PASSWORD not in err
+    sub.close()
+
+
+def test_wrong_password_refused_clearly(media, models_ready, broker_factory, tmp_path):
+    broker = broker_factory("auth", auth=True)
+    secret = tmp_path / "pw"
+    secret.write_text("not-the-password")
+    cfg = write_config(tmp_path / "c.toml", broker, secret, None)
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    code, out, err = finish(start_daemon("--config", str(cfg), "--source", str(video)))
+    assert code == 5
+    assert "refused the connection" in err and "password" in err
+    assert "not-the-password" not in err + out
+
+
+def test_password_from_environment(media, models_ready, broker_factory, tmp_path):
+    broker = broker_factory("env", auth=True)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[mqtt]\nport = {broker.port}\nusername = "{USER}"\ndevice_id = "cam6"\n')
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--config", str(cfg), "--source", str(video), "--max-frames", "2",
+                        env={"BLAZEPOSE_EDGE_MQTT_PASSWORD": PASSWORD})  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 0, err
+
+
+def test_stdout_mode_prints_valid_messages(media, models_ready, validator):
+    folder = media / "images"
+    proc = start_daemon("--source", str(folder), "--mqtt-host", "none", "--max-frames", "6",
+                        "--device-id", "x")  # fmt: skip
+    code, out, err = finish(proc)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [m["frame"] for m in lines] == list(range(6))
+    for message in lines:
+        validator.validate(message)
+
+
+def test_missing_source_explains(models_ready, tmp_path):
+    code, _, err = finish(
+        start_daemon("--source", str(tmp_path / "nope.mp4"), "--mqtt-host", "none")
+    )
+    assert code == 4
+    assert "not a camera" in err and "video file" in err
+
+
+def test_bad_config_names_the_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[mqtt]\nprot = 1883\n")
+    code, _, err = finish(start_daemon("--config", str(cfg)))
+    assert code == 2
+    assert "unknown key mqtt.prot" in err

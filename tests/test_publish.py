@@ -1,0 +1,95 @@
+import io
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+
+from edge.pipeline import Pose
+from edge.publish import StdoutPublisher, decode_binary, pose_binary, pose_json
+from edge.roi import Roi
+from edge.sdnotify import Watchdog, notify
+
+
+def make_pose(seed=0):
+    rng = np.random.default_rng(seed)
+    lm = rng.uniform(0, 1, (33, 5)).astype(np.float32)
+    lm[:, 0] *= 640
+    lm[:, 1] *= 480
+    lm[:, 2] = (lm[:, 2] - 0.5) * 200
+    world = rng.normal(0, 0.4, (33, 3)).astype(np.float32)
+    return Pose(0.93, lm, world, Roi(1, 2, 3, 3))
+
+
+def test_json_payload_normalises_pixels():
+    pose = make_pose()
+    doc = json.loads(pose_json("dev", 7, 1700000000.5, 640, 480, [pose]))
+    assert doc["v"] == 1 and doc["frame"] == 7 and doc["device"] == "dev"
+    lm = np.array(doc["poses"][0]["landmarks"])
+    np.testing.assert_allclose(lm[:, 0], pose.landmarks[:, 0] / 640, atol=1e-5)
+    np.testing.assert_allclose(lm[:, 1], pose.landmarks[:, 1] / 480, atol=1e-5)
+    np.testing.assert_allclose(lm[:, 2], pose.landmarks[:, 2] / 640, atol=1e-5)
+    np.testing.assert_allclose(lm[:, 3:], pose.landmarks[:, 3:], atol=1e-4)
+
+
+def test_empty_frame_still_has_a_message():
+    doc = json.loads(pose_json("dev", 0, 1.0, 10, 10, []))
+    assert doc["poses"] == []
+
+
+def test_binary_payload_layout_round_trip():
+    poses = [make_pose(1), make_pose(2)]
+    data = pose_binary(123456, 1700000000.25, 640, 480, poses)
+    assert data[:4] == b"BPE1" and len(data) == 24 + 2 * 1060
+    doc = decode_binary(data)
+    assert (doc["frame"], doc["ts"], doc["width"], doc["height"]) == (
+        123456,
+        1700000000.25,
+        640,
+        480,
+    )
+    np.testing.assert_allclose(
+        doc["poses"][1]["landmarks"][:, 0], poses[1].landmarks[:, 0] / 640, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        doc["poses"][0]["world_landmarks"], poses[0].world_landmarks, rtol=1e-6
+    )
+    assert doc["poses"][0]["score"] == pytest.approx(0.93)
+    with pytest.raises(ValueError):
+        decode_binary(b"XXXX" + data[4:])
+
+
+def test_stdout_publisher_writes_lines():
+    out = io.StringIO()
+    pub = StdoutPublisher(out)
+    pub.publish_pose(b'{"a":1}')
+    pub.publish_pose(b'{"a":2}')
+    assert out.getvalue() == '{"a":1}\n{"a":2}\n'
+    assert pub.stats()["sent"] == 2
+
+
+def test_sd_notify_and_watchdog(tmp_path, monkeypatch):
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    assert notify("READY=1", "STATUS=running")
+    assert server.recv(100) == b"READY=1\nSTATUS=running"
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    dog = Watchdog()
+    assert dog.interval == 1.0
+    dog.ping()
+    dog.ping()  # rate-limited: one datagram
+    assert server.recv(100) == b"WATCHDOG=1"
+    server.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        server.recv(100)
+    server.close()
+
+
+def test_notify_without_systemd_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert notify("READY=1") is False

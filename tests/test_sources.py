@@ -1,0 +1,234 @@
+import sys
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+
+from edge.config import SourceConfig
+from edge.sources import Frame, FrameGrabber, Source, SourceError, open_source
+from edge.sources.folder import FolderSource
+from edge.sources.grabber import EndOfStream
+from edge.sources.opencv import VideoCaptureSource
+from edge.sources.picam import PicameraSource
+
+
+class FakeLive(Source):
+    """A camera producing numbered frames at a fixed rate; can fail for a while."""
+
+    live = True
+    description = "fake camera"
+
+    def __init__(self, fps=200.0, fail_between=(None, None)):
+        self.index = 0
+        self.period = 1 / fps
+        self.fail_between = fail_between
+        self.released = 0
+        self.opens = 0
+
+    def open(self):
+        self.opens += 1
+
+    def read(self):
+        time.sleep(self.period)
+        lo, hi = self.fail_between
+        if lo is not None and lo <= self.index < hi:
+            self.index += 1
+            raise SourceError("unplugged")
+        frame = Frame(np.zeros((4, 4, 3), np.uint8), self.index, time.time(), time.monotonic_ns(),
+                      release=self._release)  # fmt: skip
+        self.index += 1
+        return frame
+
+    def _release(self):
+        self.released += 1
+
+
+def test_live_grabber_keeps_newest_and_counts_drops():
+    src = FakeLive(fps=500)
+    grabber = FrameGrabber(src)
+    grabber.start()
+    got = []
+    for _ in range(10):
+        frame = grabber.get(1.0)
+        got.append(frame.index)
+        time.sleep(0.02)  # a slow pipeline
+        frame.done()
+    grabber.stop()
+    assert got == sorted(got)
+    assert grabber.dropped > 0
+    assert got[-1] - got[0] > 9  # frames were skipped, not queued
+    # every frame was either processed or dropped, and each buffer given back once
+    assert src.released == grabber.captured
+
+
+def test_live_grabber_reopens_after_failure_and_reports():
+    statuses = []
+    src = FakeLive(fps=200, fail_between=(5, 8))
+    grabber = FrameGrabber(src, on_status=statuses.append)
+    grabber.start()
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (not seen or seen[-1] < 20):
+        frame = grabber.get(0.5)
+        if frame:
+            seen.append(frame.index)
+            frame.done()
+    grabber.stop()
+    assert seen[-1] >= 20
+    assert statuses[0].startswith("camera lost: unplugged") and statuses[-1] is None
+    assert grabber.errors >= 1 and src.opens >= 1
+
+
+def test_file_source_is_lockstep_without_drops(media):
+    src = VideoCaptureSource(str(media / "video" / "hard_legs_only_pool_mmaction2.mp4"), "file")
+    src.open()
+    grabber = FrameGrabber(src)
+    grabber.start()
+    indices = []
+    with pytest.raises(EndOfStream):
+        while True:
+            frame = grabber.get(5.0)
+            assert frame is not None
+            indices.append(frame.index)
+            time.sleep(0.001)
+    grabber.stop()
+    assert indices == list(range(300)) and grabber.dropped == 0
+
+
+def test_file_loop_and_realtime_pacing(media):
+    src = VideoCaptureSource(str(media / "video" / "synthetic_arms_up_tfjs.mp4"), "file",
+                             loop=True, realtime=True)  # fmt: skip
+    src.open()
+    t0 = time.monotonic()
+    frames = [src.read() for _ in range(15)]
+    assert time.monotonic() - t0 == pytest.approx(14 / 30, abs=0.15)  # paced at 30 fps
+    assert frames[-1].pts_ms == pytest.approx(14 * 1000 / 30)
+    src.close()
+    short = VideoCaptureSource(
+        str(media / "video" / "synthetic_arms_up_tfjs.mp4"), "file", loop=True
+    )
+    short.open()
+    n = sum(1 for _ in range(130) if short.read() is not None)
+    assert n == 130  # 120 frames, then from the start again
+
+
+def test_folder_source_skips_unreadable(tmp_path, media):
+    (tmp_path / "a.jpg").write_bytes((media / "images" / "yoga.jpg").read_bytes())
+    (tmp_path / "b.jpg").write_bytes(b"broken")
+    (tmp_path / "c.png").write_bytes((media / "images" / "three_dancers_tfpose.png").read_bytes())
+    src = FolderSource(str(tmp_path))
+    src.open()
+    frames = [src.read(), src.read(), src.read()]
+    assert [f.index for f in frames[:2]] == [0, 1] and frames[2] is None
+    assert src.unreadable == 1
+
+
+@pytest.mark.parametrize(
+    ("uri", "kind"),
+    [("/dev/video3", "device"), ("2", "device"), ("rtsp://cam/stream", "stream"),
+     ("http://cam/mjpg", "stream")],
+)  # fmt: skip
+def test_open_source_dispatch(uri, kind):
+    src = open_source(SourceConfig(uri=uri))
+    assert isinstance(src, VideoCaptureSource) and src.kind == kind
+    assert src.live
+
+
+def test_open_source_files_and_errors(media, tmp_path):
+    video = open_source(SourceConfig(uri=str(media / "video" / "street.avi")))
+    assert video.kind == "file" and not video.live
+    assert open_source(SourceConfig(uri=str(media / "video" / "street.avi"), realtime=True)).live
+    assert isinstance(open_source(SourceConfig(uri=str(media / "images"))), FolderSource)
+    with pytest.raises(SourceError, match="not a camera"):
+        open_source(SourceConfig(uri=str(tmp_path / "missing.mp4")))
+    with pytest.raises(SourceError, match="integer"):
+        open_source(SourceConfig(uri="picam:x"))
+
+
+def test_missing_device_explains():
+    src = open_source(SourceConfig(uri="/dev/video99"))
+    with pytest.raises(SourceError, match="group 'video'"):
+        src.open()
+
+
+def test_picam_without_picamera2_explains(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with pytest.raises(SourceError, match="python3-picamera2"):
+        PicameraSource().open()
+
+
+def test_picam_zero_copy_and_sensor_timestamp(monkeypatch):
+    """picamera2 faked: RGB888 requested, the buffer mapped (not copied) and released once."""
+    calls = {"released": 0, "exited": 0}
+    buffer = np.arange(480 * 640 * 3, dtype=np.uint8).reshape(480, 640, 3)
+
+    class Request:
+        def get_metadata(self):
+            return {"SensorTimestamp": time.monotonic_ns() - 5_000_000}
+
+        def release(self):
+            calls["released"] += 1
+
+    class MappedArray:
+        def __init__(self, request, stream):
+            assert stream == "main"
+            self.array = buffer
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            calls["exited"] += 1
+
+    class Picamera2:
+        def __init__(self, index):
+            self.index = index
+
+        def create_video_configuration(self, main, controls, buffer_count, queue):
+            calls["config"] = (main, controls, queue)
+            return "config"
+
+        def configure(self, config):
+            pass
+
+        def start(self):
+            pass
+
+        def capture_request(self, wait):
+            return Request()
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2, module.MappedArray = Picamera2, MappedArray
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    src = open_source(SourceConfig(uri="picam:1", width=640, height=480, fps=25))
+    src.open()
+    main, controls, queue = calls["config"]
+    assert main == {"size": (640, 480), "format": "RGB888"} and queue is False
+    assert controls == {"FrameDurationLimits": (40000, 40000)}
+    frame = src.read()
+    assert frame.image is buffer  # no copy
+    assert 0 < time.time() - frame.ts < 1
+    frame.done()
+    frame.done()
+    assert calls["released"] == 1 and calls["exited"] == 1
+    src.close()
+
+
+def test_grabber_stop_unblocks_a_waiting_producer(media):
+    src = VideoCaptureSource(str(media / "video" / "street.avi"), "file")
+    src.open()
+    grabber = FrameGrabber(src)
+    grabber.start()
+    time.sleep(0.3)  # the queue is full, the producer waits
+    t = threading.Thread(target=grabber.stop)
+    t.start()
+    t.join(5)
+    assert not t.is_alive()
