@@ -140,8 +140,15 @@ if [ "$SERVICE" = 1 ]; then
   if [ "$(pwd -P)" != "$SVC_HOME" ]; then
     say "installing a copy in $SVC_HOME for the service"
     mkdir -p "$SVC_HOME"
-    tar --exclude=./.venv --exclude=./.git --exclude='*/__pycache__' -cf - . | tar -xf - -C "$SVC_HOME"
-    (cd "$SVC_HOME" && ./install.sh --no-broker)
+    tar --exclude=./.venv --exclude=./.git --exclude='*/__pycache__' --exclude=./models/.cache \
+      --exclude='*.egg-info' --exclude=./out -cf - . | tar -xf - -C "$SVC_HOME"
+    # The service user must be able to run the interpreter: prefer the system's Python over one
+    # installed under a home directory (pyenv, conda).
+    svc_py=$PY
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      svc_py=/usr/bin/python3
+    fi
+    (cd "$SVC_HOME" && PYTHON=$svc_py ./install.sh --no-broker)
   fi
   id "$SVC_USER" >/dev/null 2>&1 || useradd --system --home-dir "$SVC_HOME" --no-create-home --shell /usr/sbin/nologin --user-group "$SVC_USER"
   getent group video >/dev/null && usermod -aG video "$SVC_USER"
