@@ -10,8 +10,30 @@ directory is read-only (the systemd unit does).
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from numba import njit
+from numba.core import config as numba_config
+
+
+def _ensure_cache_dir() -> None:
+    """Numba refuses ``cache=True`` when it can write neither beside this file nor in the user's
+    cache (a service user with a read-only home, say). Fall back to a private temp folder."""
+    if numba_config.CACHE_DIR:
+        return
+    here = Path(__file__).resolve().parent
+    home_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    for candidate in (here, home_cache):
+        probe = candidate if candidate.exists() else candidate.parent
+        if os.access(probe, os.W_OK):
+            return
+    numba_config.CACHE_DIR = tempfile.mkdtemp(prefix="blazepose-edge-numba-")
+
+
+_ensure_cache_dir()
 
 BORDER_ZERO = 0
 BORDER_REPLICATE = 1
