@@ -17,10 +17,10 @@ from .broker import PASSWORD, USER, Subscriber
 SCHEMA = Path(__file__).resolve().parent.parent / "edge" / "schema" / "pose.schema.json"
 
 
-def start_daemon(*args: str, env: dict | None = None) -> subprocess.Popen:
+def start_daemon(*args: str, env: dict | None = None, stdout=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "run", *args],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
@@ -28,7 +28,7 @@ def start_daemon(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out.decode(), err.decode()
+    return proc.returncode, (out or b"").decode(), err.decode()
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +194,57 @@ def test_bad_config_names_the_key(tmp_path):
     code, _, err = finish(start_daemon("--config", str(cfg)))
     assert code == 2
     assert "unknown key mqtt.prot" in err
+
+
+def test_stats_topic(media, models_ready, broker, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[mqtt]\nstats_interval = 0.5\n")
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--config", str(cfg), "--source", str(video), "--loop", "--realtime",
+                        "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
+                        "--device-id", "cam7")  # fmt: skip
+    try:
+        sub = Subscriber(broker, "blazepose/cam7/stats")
+
+        def settled():  # a report made after a second of steady running
+            reports = [json.loads(p) for p, _ in sub.on("/stats")]
+            return [r for r in reports if r["frames"] >= 60 and r["uptime_s"] > 3]
+
+        assert sub.wait_for(lambda: settled(), 40), sub.on("/stats")
+        stats = settled()[0]
+        sub.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, 15)
+    assert stats["device"] == "cam7" and stats["frames"] > 0
+    assert 5 < stats["fps"] < 40  # a 30 fps file paced in real time
+    for stage in ("wait", "detector", "estimator", "encode", "publish", "total"):
+        assert stats["latency_ms"][stage]["p95"] >= stats["latency_ms"][stage]["p50"] >= 0
+    assert stats["rss_mb"] > 50 and stats["cpu_percent"] >= 0 and stats["threads"] >= 3
+    assert stats["publish"]["connected"] is True
+    assert "dropped_frames" in stats and "temperature_c" in stats
+    assert 0 < stats["detector_share"] < 0.5
+
+
+def test_systemd_notifications(media, models_ready, tmp_path):
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(20)
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--source", str(video), "--realtime", "--mqtt-host", "none",
+                        "--max-frames", "30", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"},
+                        stdout=subprocess.DEVNULL)  # fmt: skip
+    messages = []
+    try:
+        while not any(m.startswith(b"STOPPING=1") for m in messages):
+            messages.append(server.recv(200))
+    finally:
+        code, _, err = finish(proc)
+        server.close()
+    assert code == 0, err
+    ready = next(i for i, m in enumerate(messages) if m.startswith(b"READY=1"))
+    assert ready < len(messages) - 1
+    assert sum(m == b"WATCHDOG=1" for m in messages) >= 5  # about 1 s of frames, pings every 0.1 s
