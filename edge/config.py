@@ -68,7 +68,17 @@ class MqttConfig:
     encoding: str = "json"  # "json" or "binary" (see README, "Binary pose messages")
     stats_interval: float = 5.0
     connect_timeout: float = 10.0
+    reconnect_max_delay: float = 10.0  # seconds; the delay doubles from 1 s up to this
     tls: TlsConfig = field(default_factory=TlsConfig)
+
+
+@dataclass
+class SpoolConfig:
+    mode: str = "auto"  # "auto" = on when mqtt.qos_pose >= 1; "on"; "off"
+    dir: str = ""  # "" = $STATE_DIRECTORY/spool, else ~/.local/state/blazepose-edge/spool
+    max_mb: float = 256.0
+    max_age_s: float = 86400.0
+    fsync_interval: float = 1.0  # seconds between fsyncs of the spool (0 = every message)
 
 
 @dataclass
@@ -82,11 +92,28 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     @property
     def device_id(self) -> str:
         return self.mqtt.device_id or socket.gethostname()
+
+    @property
+    def spool_enabled(self) -> bool:
+        mode = self.spool.mode
+        return mode == "on" or (mode == "auto" and self.mqtt.qos_pose >= 1)
+
+    def spool_dir(self) -> Path:
+        """Per-device spool folder."""
+        if self.spool.dir:
+            base = Path(self.spool.dir)
+        elif os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+            base = Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "spool"
+        else:
+            state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+            base = Path(state) / "blazepose-edge" / "spool"
+        return base / self.device_id
 
 
 def _check_section(obj: Any, data: dict, prefix: str) -> None:
@@ -199,6 +226,17 @@ def validate(cfg: Config) -> Config:
         bool(m.tls.cert_file) == bool(m.tls.key_file),
         "mqtt.tls.key_file",
         "and mqtt.tls.cert_file go together",
+    )
+    sp = cfg.spool
+    need(
+        sp.mode in ("auto", "on", "off"), "spool.mode", f"must be auto, on or off, got {sp.mode!r}"
+    )
+    need(1 <= sp.max_mb <= 1_000_000, "spool.max_mb", f"must be 1..1000000, got {sp.max_mb}")
+    need(sp.max_age_s >= 1, "spool.max_age_s", f"must be >= 1 s, got {sp.max_age_s}")
+    need(
+        0 <= sp.fsync_interval <= 3600,
+        "spool.fsync_interval",
+        f"must be 0..3600 s, got {sp.fsync_interval}",
     )
     need(d.max_frames >= 0, "daemon.max_frames", f"must be >= 0, got {d.max_frames}")
     need(

@@ -15,7 +15,7 @@ from .config import Config
 from .pipeline import FrameError, PoseEstimator
 from .publish import make_publisher, pose_binary, pose_json
 from .sdnotify import Watchdog, notify
-from .sources import FrameGrabber, open_source
+from .sources import FrameGrabber, Source, open_source
 from .sources.grabber import EndOfStream
 from .telemetry import Telemetry
 
@@ -31,7 +31,9 @@ EXIT_BROKER = 5
 
 
 class Daemon:
-    def __init__(self, cfg: Config, estimator: PoseEstimator | None = None):
+    def __init__(
+        self, cfg: Config, estimator: PoseEstimator | None = None, source: Source | None = None
+    ):
         self.cfg = cfg
         self.device_id = cfg.device_id
         self._stop = threading.Event()
@@ -42,8 +44,8 @@ class Daemon:
             smoothing=cfg.pipeline.smoothing,
             min_detection_score=cfg.pipeline.min_detection_score,
         )
-        self.source = open_source(cfg.source)
-        self.publisher = make_publisher(cfg.mqtt, self.device_id)
+        self.source = source or open_source(cfg.source)
+        self.publisher = make_publisher(cfg)
         self.telemetry = Telemetry()
         self.grabber: FrameGrabber | None = None
         self.processed = 0
@@ -144,7 +146,7 @@ class Daemon:
         else:
             payload = pose_json(self.device_id, frame.index, frame.ts, w, h, poses)
         t1 = clock()
-        self.publisher.publish_pose(payload)
+        self.publisher.publish_pose(payload, frame.ts)
         t2 = clock()
         self.processed += 1
         timings = dict(self.estimator.timings)

@@ -40,7 +40,12 @@ def make_certs(folder: Path) -> dict[str, Path]:
 
 class Broker:
     def __init__(
-        self, folder: Path, auth: bool = False, tls: bool = False, port: int | None = None
+        self,
+        folder: Path,
+        auth: bool = False,
+        tls: bool = False,
+        port: int | None = None,
+        persistence: bool = False,
     ):
         if not shutil.which("mosquitto"):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -48,7 +53,11 @@ class Broker:
         self.port = port or free_port()
         self.auth, self.tls = auth, tls
         self.certs = make_certs(folder) if tls else None
-        lines = ["persistence false", "log_dest stderr", "log_type error", "log_type warning"]
+        lines = ["log_dest stderr", "log_type error", "log_type warning"]
+        if persistence:  # keeps sessions and queued messages across a clean broker restart
+            lines += ["persistence true", f"persistence_location {folder}/", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
         if os.geteuid() == 0:
             lines.append("user root")  # test only: read the files in the test's temp folder
         lines.append(f"listener {self.port} 127.0.0.1")
@@ -95,16 +104,29 @@ class Broker:
 class Subscriber:
     """Collects (topic, payload, retain) for a topic filter, from a thread."""
 
-    def __init__(self, broker: Broker, topic: str = "#", username=None, password=None):
+    def __init__(
+        self,
+        broker: Broker,
+        topic: str = "#",
+        username=None,
+        password=None,
+        client_id: str = "",
+        qos: int = 1,
+    ):
+        """With ``client_id`` the session is persistent: messages queued while the subscriber or
+        the broker was away are delivered on reconnect (QoS 1)."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not client_id
+        )
+        client.reconnect_delay_set(1, 1)
         if username:
             client.username_pw_set(username, password)
         if broker.tls:
             client.tls_set(ca_certs=str(broker.certs["ca"]))
-        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=qos)
         client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.set()
         client.on_message = self._on_message
         client.connect("127.0.0.1", broker.port)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import MqttConfig
+from ..config import Config
 from .mqtt import MqttPublisher, PublishError
 from .payload import decode_binary, pose_binary, pose_json
 from .stdout import StdoutPublisher
@@ -13,7 +13,17 @@ __all__ = [
 ]  # fmt: skip
 
 
-def make_publisher(cfg: MqttConfig, device_id: str):
-    if cfg.host.lower() == "none":
+def make_publisher(cfg: Config):
+    if cfg.mqtt.host.lower() == "none":
         return StdoutPublisher()
-    return MqttPublisher(cfg, device_id)
+    spool = None
+    if cfg.spool_enabled:
+        from .spool import Spool
+
+        spool = Spool(
+            cfg.spool_dir(),
+            max_bytes=int(cfg.spool.max_mb * 2**20),
+            max_age_s=cfg.spool.max_age_s,
+            fsync_interval_s=cfg.spool.fsync_interval,
+        )
+    return MqttPublisher(cfg.mqtt, cfg.device_id, spool)

@@ -8,12 +8,27 @@ Topics under ``<prefix>/<device-id>/``:
   will when the daemon dies. Retained, QoS ``mqtt.qos_status``.
 - ``stats``: a JSON summary every ``mqtt.stats_interval`` seconds (QoS ``mqtt.qos_stats``).
 
-The client connects in the background and reconnects with backoff (1 s doubling to 30 s). The
-outgoing queue is bounded: a QoS 0 message published while the broker is away is dropped and
-counted (``dropped_offline``); QoS 1/2 messages are held in memory, up to ``mqtt.queue_limit``,
-and delivered after the reconnect; past that limit new messages are dropped and counted
-(``dropped_queue_full``). A broker that refuses the credentials stops the daemon with a clear
-error instead of retrying forever. The password is never logged.
+The client connects in the background and reconnects with backoff (1 s doubling up to
+``mqtt.reconnect_max_delay``, 10 s).
+
+Pose messages, by default (QoS 0, no spool): a message published while the broker is away is
+dropped and counted (``dropped_offline``).
+
+With the spool (on by default for QoS >= 1; see ``spool.py``): every pose message is appended to
+the on-disk spool first, and a sender thread publishes the spool in order while connected, at
+most ``SEND_WINDOW`` unacknowledged at a time, marking messages delivered as the broker
+acknowledges them. An outage, or a restart of the daemon, only delays delivery; the spool's size
+and age limits drop the oldest messages, counted. QoS 1 is at least once (a message in flight when
+the connection breaks is sent again); QoS 2 with a broker that persists sessions (Mosquitto:
+``persistence true``) is exactly once across broker restarts. After a crash of the daemon itself,
+messages acknowledged in its last 50 ms may be sent twice.
+
+Without the spool but with QoS >= 1: messages are held in memory, up to ``mqtt.queue_limit``, and
+delivered after a reconnect; past the limit new ones are dropped and counted
+(``dropped_queue_full``); a crash loses them.
+
+A broker that refuses the credentials stops the daemon with a clear error instead of retrying
+forever. The password is never logged.
 """
 
 from __future__ import annotations
@@ -23,11 +38,13 @@ import logging
 import ssl
 import threading
 import time
+from collections import deque
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttConfig, read_password
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 AUTH_FAILURES = ("Bad user name or password", "Not authorized", "Client identifier not valid")
@@ -37,9 +54,17 @@ class PublishError(RuntimeError):
     """The broker cannot be used with this configuration (refused credentials, bad TLS files)."""
 
 
+SEND_WINDOW = 20  # Mosquitto's default max_inflight_messages; a burst beyond it loses QoS 2 messages
+
+
 class MqttPublisher:
-    def __init__(self, cfg: MqttConfig, device_id: str):
+    def __init__(self, cfg: MqttConfig, device_id: str, spool: Spool | None = None):
         self.cfg = cfg
+        self.spool = spool
+        self._acks: deque[int] = deque()  # mids acknowledged by the broker (network thread)
+        self._wake = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._stop_sender = threading.Event()
         self.device_id = device_id
         base = f"{cfg.topic_prefix.strip('/')}/{device_id}"
         self.topic_pose = f"{base}/pose"
@@ -58,7 +83,12 @@ class MqttPublisher:
         self._stopping = False
 
         client_id = cfg.client_id or f"blazepose-edge-{device_id}"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        # With the spool, keep the MQTT session across reconnects: QoS 2 handshakes in flight
+        # then complete after a broker restart (if the broker persists sessions), so nothing is
+        # delivered twice.
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=spool is None
+        )
         client.enable_logger(logging.getLogger("paho"))
         client.will_set(self.topic_status, "offline", qos=cfg.qos_status, retain=True)
         if cfg.username:
@@ -74,8 +104,9 @@ class MqttPublisher:
             except (ssl.SSLError, OSError) as exc:
                 raise PublishError(f"mqtt.tls: cannot load the TLS files: {exc}") from exc
             client.tls_insecure_set(cfg.tls.insecure)
-        client.max_queued_messages_set(cfg.queue_limit)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(max(cfg.queue_limit, SEND_WINDOW if spool else 0))
+        client.max_inflight_messages_set(SEND_WINDOW)
+        client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max_delay)))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -111,6 +142,9 @@ class MqttPublisher:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             self.acked += 1
+        if self.spool is not None:
+            self._acks.append(mid)
+            self._wake.set()
 
     # --- API (pipeline thread) ------------------------------------------------------------------------
 
@@ -125,6 +159,11 @@ class MqttPublisher:
         except ValueError as exc:
             raise PublishError(f"mqtt.host/mqtt.port: {exc}") from exc
         self.client.loop_start()
+        if self.spool is not None:
+            self._sender = threading.Thread(
+                target=self._send_spool, name="spool-sender", daemon=True
+            )
+            self._sender.start()
         self._first_answer.wait(self.cfg.connect_timeout)
         if self.refused and any(text in self.refused for text in AUTH_FAILURES):
             self.client.loop_stop()
@@ -159,8 +198,55 @@ class MqttPublisher:
             self.published += 1
         return True
 
-    def publish_pose(self, payload: bytes) -> None:
-        self._publish(self.topic_pose, payload, self.cfg.qos_pose)
+    def publish_pose(self, payload: bytes, ts: float | None = None) -> None:
+        if self.spool is None:
+            self._publish(self.topic_pose, payload, self.cfg.qos_pose)
+            return
+        self.spool.append(payload, ts)
+        self._wake.set()
+
+    def _send_spool(self) -> None:
+        """Sender thread: publish the spool in order while connected; record acknowledgements."""
+        spool = self.spool
+        next_seq = spool.first_pending()
+        sent: dict[int, int] = {}  # mid -> seq, for messages awaiting the broker's ack
+        done: set[int] = set()  # acknowledged seqs above the contiguous ack point
+        acked_to = next_seq - 1
+        while True:
+            while self._acks:
+                seq = sent.pop(self._acks.popleft(), None)
+                if seq is not None:
+                    done.add(seq)
+            advanced = acked_to
+            while advanced + 1 in done:
+                advanced += 1
+                done.discard(advanced)
+            if advanced != acked_to:
+                acked_to = advanced
+                spool.ack_through(acked_to)
+            if self._stop_sender.is_set() and not sent:
+                return
+            # messages dropped by the spool's limits are skipped
+            first = spool.first_pending()
+            if first > next_seq:
+                next_seq = first
+                acked_to = max(acked_to, first - 1)
+                done = {d for d in done if d > acked_to}
+            room = SEND_WINDOW - len(sent)
+            records = []
+            if self.connected.is_set() and room > 0 and not self._stop_sender.is_set():
+                records = spool.read_from(next_seq, room)
+            for record in records:
+                info = self.client.publish(self.topic_pose, record.payload, qos=self.cfg.qos_pose)
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    break  # try again shortly
+                with self._lock:
+                    self.published += 1
+                sent[info.mid] = record.seq
+                next_seq = record.seq + 1
+            if not records:
+                self._wake.wait(0.1)
+                self._wake.clear()
 
     def publish_stats(self, payload: bytes) -> None:
         self._publish(self.topic_stats, payload, self.cfg.qos_stats)
@@ -174,14 +260,21 @@ class MqttPublisher:
 
     @property
     def pending(self) -> int:
+        if self.spool is not None:
+            return self.spool.pending
         with self._lock:
             return max(0, self.published - self.acked)
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Deliver what is queued (up to ``timeout``), publish ``offline``, disconnect."""
+        """Deliver what is queued (up to ``timeout``), publish ``offline``, disconnect. Spooled
+        messages not delivered by then stay on disk for the next start."""
         deadline = time.monotonic() + timeout
         while self.pending and self.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
+        if self._sender is not None:
+            self._stop_sender.set()
+            self._wake.set()
+            self._sender.join(max(0.1, deadline - time.monotonic()))
         self.status = "offline"
         if self.connected.is_set():
             info = self.client.publish(
@@ -190,10 +283,13 @@ class MqttPublisher:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         if self.pending:
-            log.warning("%d MQTT messages were not delivered before exit", self.pending)
+            where = "kept in the spool for the next start" if self.spool else "lost"
+            log.warning("%d pose messages not delivered before exit: %s", self.pending, where)
         self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
+        if self.spool is not None:
+            self.spool.close()
 
     def stats(self) -> dict:
         return {
@@ -203,4 +299,5 @@ class MqttPublisher:
             "dropped_offline": self.dropped_offline,
             "dropped_queue_full": self.dropped_queue_full,
             "disconnects": self.disconnects,
+            "spool": self.spool.stats() if self.spool is not None else None,
         }

@@ -17,7 +17,7 @@ class StdoutPublisher:
     def start(self) -> None:
         log.info("publishing pose messages on stdout (--mqtt-host none)")
 
-    def publish_pose(self, payload: bytes) -> None:
+    def publish_pose(self, payload: bytes, ts: float | None = None) -> None:
         try:
             self.stream.write(payload.decode() + "\n")
             self.stream.flush()

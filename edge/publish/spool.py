@@ -1,0 +1,285 @@
+"""An on-disk, append-only spool for messages that must survive broker outages and restarts.
+
+Layout: a folder of segment files ``<first-seq>.seg`` (at most ``segment_bytes`` each) and a file
+``acked`` holding the sequence number up to which every message has been delivered. A record is
+
+    uint32 length of the payload | uint32 CRC-32 of (seq, ts, payload) | uint64 seq | float64 ts
+    | payload
+
+little-endian, written with one ``write()``. Reading stops at the first record that is short or
+fails its CRC, and recovery truncates it: a write torn by ``kill -9`` or a power cut loses at
+most that message. The ``acked`` file is replaced atomically (write, fsync, rename).
+
+Limits: when the spool holds more than ``max_bytes``, whole segments are dropped, oldest first;
+messages older than ``max_age_s`` are dropped too. Both are counted. Delivery is in order; after
+a crash, messages sent but not yet acknowledged are sent again (at least once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+HEADER = struct.Struct("<IIQd")
+SUFFIX = ".seg"
+
+
+@dataclass
+class Record:
+    seq: int
+    ts: float
+    payload: bytes
+
+
+class SpoolFullError(RuntimeError):
+    pass
+
+
+def _crc(seq: int, ts: float, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<Qd", seq, ts)))
+
+
+class Segment:
+    def __init__(self, path: Path):
+        self.path = path
+        self.first = int(path.stem)
+        self.last = self.first - 1  # last seq stored
+        self.size = 0
+        self.oldest_ts: float | None = None
+        self.index: list[tuple[int, int]] = []  # (seq, offset), in order
+
+    def scan(self) -> None:
+        """Index the records; truncate a torn or corrupt tail."""
+        data = self.path.read_bytes()
+        offset = 0
+        while offset + HEADER.size <= len(data):
+            length, crc, seq, ts = HEADER.unpack_from(data, offset)
+            end = offset + HEADER.size + length
+            if end > len(data):
+                break
+            payload = data[offset + HEADER.size : end]
+            if _crc(seq, ts, payload) != crc or (self.index and seq != self.last + 1):
+                break
+            self.index.append((seq, offset))
+            self.last = seq
+            if self.oldest_ts is None:
+                self.oldest_ts = ts
+            offset = end
+        if offset < len(data):
+            log.warning(
+                "spool: %s has %d torn bytes at the end; dropped",
+                self.path.name,
+                len(data) - offset,
+            )
+            with open(self.path, "r+b") as fh:
+                fh.truncate(offset)
+        self.size = offset
+
+
+class Spool:
+    def __init__(
+        self,
+        folder: Path,
+        max_bytes: int = 256 * 2**20,
+        max_age_s: float = 86400.0,
+        segment_bytes: int = 4 * 2**20,
+        fsync_interval_s: float = 1.0,
+    ):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.segment_bytes = segment_bytes
+        self.fsync_interval_s = fsync_interval_s
+        self.lock = threading.Lock()
+        self.dropped_full = 0
+        self.dropped_age = 0
+        self._last_sync = time.monotonic()
+        self._last_ack_write = 0.0
+        self._last_ack_sync = 0.0
+        self.ack_interval_s = 0.05
+        self.segments: list[Segment] = []
+        for path in sorted(self.folder.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem)):
+            seg = Segment(path)
+            seg.scan()
+            if seg.index:
+                self.segments.append(seg)
+            else:
+                path.unlink()
+        self.acked = self._read_acked()
+        self.next_seq = (self.segments[-1].last + 1) if self.segments else self.acked + 1
+        self.next_seq = max(self.next_seq, self.acked + 1)
+        self._writer = None
+        self._drop_delivered_segments()
+        if self.pending:
+            log.info("spool: resuming %d undelivered messages from %s", self.pending, self.folder)
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _read_acked(self) -> int:
+        try:
+            return int((self.folder / "acked").read_text().strip())
+        except (OSError, ValueError):
+            return (self.segments[0].first - 1) if self.segments else 0
+
+    def _write_acked(self, sync: bool = True) -> None:
+        """Replace the ``acked`` file atomically. Without ``sync`` the new content survives a
+        killed process (it is in the page cache) but not necessarily a power cut."""
+        tmp = self.folder / "acked.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{self.acked}\n")
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.folder / "acked")
+
+    @property
+    def size(self) -> int:
+        return sum(seg.size for seg in self.segments)
+
+    @property
+    def pending(self) -> int:
+        if not self.segments:
+            return 0
+        return max(0, self.segments[-1].last - max(self.acked, self.segments[0].first - 1))
+
+    def _drop_delivered_segments(self) -> None:
+        while (
+            self.segments
+            and self.segments[0].last <= self.acked
+            and (len(self.segments) > 1 or self._writer is None)
+        ):
+            self._remove(self.segments.pop(0))
+
+    def _remove(self, seg: Segment) -> None:
+        if self._writer is not None and self._writer.name == str(seg.path):
+            self._writer.close()
+            self._writer = None
+        with contextlib.suppress(FileNotFoundError):
+            seg.path.unlink()
+
+    def _enforce_limits(self) -> None:
+        while self.segments and self.size > self.max_bytes and len(self.segments) > 1:
+            seg = self.segments.pop(0)
+            lost = seg.last - max(self.acked, seg.first - 1)
+            if lost > 0:
+                self.dropped_full += lost
+                log.warning("spool full: dropped %d oldest undelivered messages", lost)
+            self.acked = max(self.acked, seg.last)
+            self._remove(seg)
+        cutoff = time.time() - self.max_age_s
+        while (
+            len(self.segments) > 1
+            and self.segments[1].oldest_ts is not None
+            and self.segments[1].oldest_ts < cutoff
+        ):
+            seg = self.segments.pop(0)
+            lost = seg.last - max(self.acked, seg.first - 1)
+            if lost > 0:
+                self.dropped_age += lost
+                log.warning(
+                    "spool: dropped %d undelivered messages older than %.0f s", lost, self.max_age_s
+                )
+            self.acked = max(self.acked, seg.last)
+            self._remove(seg)
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def append(self, payload: bytes, ts: float | None = None) -> int:
+        """Store a message; return its sequence number."""
+        ts = time.time() if ts is None else ts
+        with self.lock:
+            seq = self.next_seq
+            record = HEADER.pack(len(payload), _crc(seq, ts, payload), seq, ts) + payload
+            seg = self.segments[-1] if self.segments else None
+            if seg is None or seg.size + len(record) > self.segment_bytes or self._writer is None:
+                if seg is None or seg.size + len(record) > self.segment_bytes:
+                    seg = Segment(self.folder / f"{seq}{SUFFIX}")
+                    self.segments.append(seg)
+                if self._writer is not None:
+                    self._writer.close()
+                self._writer = open(seg.path, "ab")  # noqa: SIM115 - kept open across appends
+            offset = seg.size
+            self._writer.write(record)
+            self._writer.flush()
+            seg.index.append((seq, offset))
+            seg.size += len(record)
+            seg.last = seq
+            if seg.oldest_ts is None:
+                seg.oldest_ts = ts
+            self.next_seq = seq + 1
+            now = time.monotonic()
+            if self.fsync_interval_s >= 0 and now - self._last_sync >= self.fsync_interval_s:
+                os.fsync(self._writer.fileno())
+                self._last_sync = now
+            self._enforce_limits()
+            return seq
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def read_from(self, seq: int, limit: int = 100) -> list[Record]:
+        """Up to ``limit`` stored records with sequence number >= ``seq``, in order."""
+        out: list[Record] = []
+        with self.lock:
+            for seg in self.segments:
+                if seg.last < seq:
+                    continue
+                with open(seg.path, "rb") as fh:
+                    for rseq, offset in seg.index:
+                        if rseq < seq:
+                            continue
+                        fh.seek(offset)
+                        length, _crc_value, _, ts = HEADER.unpack(fh.read(HEADER.size))
+                        out.append(Record(rseq, ts, fh.read(length)))
+                        if len(out) >= limit:
+                            return out
+        return out
+
+    def first_pending(self) -> int:
+        with self.lock:
+            if not self.segments:
+                return self.next_seq
+            return max(self.acked + 1, self.segments[0].first)
+
+    def ack_through(self, seq: int) -> None:
+        """Every message up to ``seq`` has been delivered. The ``acked`` file is rewritten at most
+        every ``ack_interval_s`` and synced to disk every ``fsync_interval_s``: after a crash,
+        messages acknowledged in that last moment are sent again (at least once)."""
+        with self.lock:
+            if seq <= self.acked:
+                return
+            self.acked = seq
+            now = time.monotonic()
+            if now - self._last_ack_write >= self.ack_interval_s:
+                self._last_ack_write = now
+                sync = now - self._last_ack_sync >= self.fsync_interval_s
+                if sync:
+                    self._last_ack_sync = now
+                self._write_acked(sync)
+            self._drop_delivered_segments()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._writer is not None:
+                self._writer.flush()
+                os.fsync(self._writer.fileno())
+                self._writer.close()
+                self._writer = None
+            self._write_acked()
+
+    def stats(self) -> dict:
+        with self.lock:
+            return {
+                "pending": self.pending,
+                "bytes": self.size,
+                "dropped_full": self.dropped_full,
+                "dropped_age": self.dropped_age,
+            }
