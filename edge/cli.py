@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _setup_logging(cfg.daemon.log_level)
     try:
-        daemon = Daemon(cfg)
+        daemon = Daemon(cfg, reload_config=lambda: _load_config(args))
     except ModelError as exc:
         _err(str(exc))
         return EXIT_MODEL
@@ -216,14 +216,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("edge.daemon").info("%s: stopping", signal.Signals(signum).name)
         daemon.stop()
 
-    def on_hup(signum, frame) -> None:
-        import logging
-
-        logging.getLogger("edge.daemon").warning("SIGHUP: reloading is not supported yet; ignored")
-
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
     try:
         return daemon.run()
     except SourceError as exc:

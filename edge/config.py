@@ -8,13 +8,16 @@ MQTT password is read from a file or an environment variable named here, at conn
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
 DEFAULT_PASSWORD_ENV = "BLAZEPOSE_EDGE_MQTT_PASSWORD"
 
@@ -276,13 +279,44 @@ def read_password(m: MqttConfig) -> str | None:
     """The MQTT password from mqtt.password_file, $CREDENTIALS_DIRECTORY/mqtt_password (systemd
     LoadCredential=), or the environment variable named by mqtt.password_env; None if none is set."""
     if m.password_file:
-        return Path(m.password_file).read_text().rstrip("\r\n")
+        path = Path(m.password_file)
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning(
+                "mqtt.password_file %s can be read by other users (mode %03o): chmod 600 it",
+                path, stat.S_IMODE(mode),
+            )  # fmt: skip
+        return path.read_text().rstrip("\r\n")
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds and (Path(creds) / "mqtt_password").is_file():
         return (Path(creds) / "mqtt_password").read_text().rstrip("\r\n")
     if m.password_env and m.password_env in os.environ:
         return os.environ[m.password_env]
     return None
+
+
+RELOADABLE = {
+    "daemon.log_level",
+    "mqtt.stats_interval",
+    "pipeline.min_detection_score",
+    "pipeline.smoothing",
+}
+
+
+def changed_keys(old: Config, new: Config) -> set[str]:
+    """Dotted names of the settings that differ."""
+    out: set[str] = set()
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if dataclasses.is_dataclass(x):
+                walk(x, y, f"{prefix}{f.name}.")
+            elif x != y:
+                out.add(f"{prefix}{f.name}")
+
+    walk(old, new, "")
+    return out
 
 
 def to_toml(cfg: Config) -> str:

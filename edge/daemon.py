@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from .config import Config
+from .config import RELOADABLE, Config, ConfigError, changed_keys
 from .pipeline import FrameError, PoseEstimator
 from .publish import make_publisher, pose_binary, pose_json
 from .sdnotify import Watchdog, notify
@@ -32,9 +32,15 @@ EXIT_BROKER = 5
 
 class Daemon:
     def __init__(
-        self, cfg: Config, estimator: PoseEstimator | None = None, source: Source | None = None
+        self,
+        cfg: Config,
+        estimator: PoseEstimator | None = None,
+        source: Source | None = None,
+        reload_config=None,
     ):
         self.cfg = cfg
+        self.reload_config = reload_config  # () -> Config, for SIGHUP
+        self._reload = threading.Event()
         self.device_id = cfg.device_id
         self._stop = threading.Event()
         self.estimator = estimator or PoseEstimator(
@@ -54,6 +60,37 @@ class Daemon:
     def stop(self) -> None:
         """Ask the loop to finish (signal handlers call this)."""
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration at the next frame (SIGHUP calls this)."""
+        self._reload.set()
+
+    def _apply_reload(self) -> None:
+        """Apply the settings that can change while running; report the others."""
+        self._reload.clear()
+        if self.reload_config is None:
+            log.warning("SIGHUP: no configuration to reload")
+            return
+        try:
+            new = self.reload_config()
+        except ConfigError as exc:
+            log.error("SIGHUP: %s; keeping the running configuration", exc)
+            return
+        changed = changed_keys(self.cfg, new)
+        applied = sorted(changed & RELOADABLE)
+        pending = sorted(changed - RELOADABLE)
+        self.cfg.daemon.log_level = new.daemon.log_level
+        logging.getLogger().setLevel(new.daemon.log_level.upper())
+        self.cfg.mqtt.stats_interval = new.mqtt.stats_interval
+        self.cfg.pipeline.min_detection_score = new.pipeline.min_detection_score
+        self.estimator.detector.min_score = new.pipeline.min_detection_score
+        self.cfg.pipeline.smoothing = new.pipeline.smoothing
+        self.estimator.smoothing = new.pipeline.smoothing
+        log.info(
+            "SIGHUP: configuration reloaded; applied: %s", ", ".join(applied) or "nothing changed"
+        )
+        if pending:
+            log.warning("SIGHUP: these changes need a restart: %s", ", ".join(pending))
 
     def _camera_status(self, reason: str | None) -> None:
         self.publisher.set_status(f"degraded: {reason}" if reason else "online")
@@ -100,6 +137,8 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 self.watchdog.ping()  # the loop is alive: waiting on a slow camera is fine
+                if self._reload.is_set():
+                    self._apply_reload()
                 try:
                     frame = self.grabber.get(timeout=0.5)
                 except EndOfStream as end:

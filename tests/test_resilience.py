@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 
 import numpy as np
@@ -230,3 +231,71 @@ def test_stream_lost_goes_degraded_and_recovers(models_ready, broker, mjpeg_serv
         code, _, err = finish(proc, 20)
     assert code == 0, err
     sub.close()
+
+
+def test_video_file_removed_then_restored(media, models_ready, broker, tmp_path):
+    import shutil
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(media / "video" / VIDEO, clip)  # 4 s; --loop reopens it at the end
+    sub = Subscriber(broker, "blazepose/file1/#")
+    proc = start_daemon("--source", str(clip), "--loop", "--realtime", "--mqtt-host", "127.0.0.1",
+                        "--mqtt-port", str(broker.port), "--device-id", "file1")  # fmt: skip
+    try:
+        assert sub.wait_for(lambda: len(sub.on("/pose")) >= 5, 30)
+        clip.unlink()
+        lost = lambda: any(p.startswith(b"degraded: camera lost") for p, _ in sub.on("/status"))  # noqa: E731
+        assert sub.wait_for(lost, 20)
+        shutil.copy(media / "video" / VIDEO, clip)
+        assert sub.wait_for(lambda: sub.on("/status")[-1][0] == b"online", 30)
+        n = len(sub.on("/pose"))
+        assert sub.wait_for(lambda: len(sub.on("/pose")) > n + 10, 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 20)
+    assert code == 0, err
+    sub.close()
+
+
+def test_missing_models_exit_code_prevents_restart_loop(tmp_path, media):
+    code, _, err = finish(start_daemon("--source", str(media / "video" / VIDEO), "--mqtt-host", "none",
+                                       env={"BLAZEPOSE_EDGE_MODELS": str(tmp_path)}))  # fmt: skip
+    assert code == 3  # listed in the unit's RestartPreventExitStatus
+    assert "is missing" in err and "models fetch" in err
+
+
+def test_sighup_reloads_what_it_can(media, models_ready, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[mqtt]\nstats_interval = 5.0\n")
+    proc = start_daemon("--config", str(cfg), "--source", str(media / "video" / VIDEO), "--loop",
+                        "--realtime", "--mqtt-host", "none", stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(3)
+        cfg.write_text('[mqtt]\nstats_interval = 1.0\nport = 1999\n[daemon]\nlog_level = "debug"\n')
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        cfg.write_text("[mqtt]\nbogus = 1\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert proc.poll() is None  # still running
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 20)
+    assert code == 0, err
+    assert "applied: daemon.log_level, mqtt.stats_interval" in err
+    assert "need a restart: mqtt.port" in err
+    assert "unknown key mqtt.bogus" in err and "keeping the running configuration" in err
+
+
+def test_password_file_readable_by_others_is_warned(tmp_path, caplog):
+    from edge.config import MqttConfig, read_password
+
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o644)
+    assert read_password(MqttConfig(username="u", password_file=str(pw))) == "secret"
+    assert "can be read by other users" in caplog.text and "secret" not in caplog.text
+    caplog.clear()
+    pw.chmod(0o600)
+    read_password(MqttConfig(username="u", password_file=str(pw)))
+    assert "other users" not in caplog.text

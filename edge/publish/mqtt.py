@@ -54,7 +54,9 @@ class PublishError(RuntimeError):
     """The broker cannot be used with this configuration (refused credentials, bad TLS files)."""
 
 
-SEND_WINDOW = 20  # Mosquitto's default max_inflight_messages; a burst beyond it loses QoS 2 messages
+SEND_WINDOW = (
+    20  # Mosquitto's default max_inflight_messages; a burst beyond it loses QoS 2 messages
+)
 
 
 class MqttPublisher:

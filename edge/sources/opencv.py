@@ -65,7 +65,7 @@ class VideoCaptureSource(Source):
             raise SourceError(f"cannot open {self.description}: {hint}")
         self.cap = cap
         self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - self.index / self.file_fps  # pace on from the current frame
         log.info("opened %s", self.description)
 
     def read(self) -> Frame | None:
@@ -73,8 +73,7 @@ class VideoCaptureSource(Source):
             self.open()
         ok, image = self.cap.read()
         if not ok and self.kind == "file" and self.loop and self.index > 0:
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            self._t0 = time.monotonic() - self.index / self.file_fps
+            self.open()  # reopen rather than seek: a file removed meanwhile is noticed
             ok, image = self.cap.read()
         if not ok:
             if self.kind == "file":
