@@ -6,7 +6,7 @@
 #   ./install.sh --no-broker  never install Mosquitto
 #   ./install.sh --service    (root) also install the systemd service: a copy in /opt/blazepose-edge,
 #                             user blazepose-edge (group video), /etc/blazepose-edge/config.toml
-#   ./install.sh --uninstall  (root) remove the service, its user and /opt/blazepose-edge
+#   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool
 #                             (the config in /etc/blazepose-edge is kept)
 #
 # Safe to re-run: it only installs what changed and re-checks the model files.
@@ -43,7 +43,7 @@ if [ "$UNINSTALL" = 1 ]; then
   if have_systemd; then systemctl disable --now blazepose-edge.service 2>/dev/null || true; fi
   rm -f "$UNIT"
   have_systemd && systemctl daemon-reload
-  rm -rf "$SVC_HOME" /var/cache/blazepose-edge
+  rm -rf "$SVC_HOME" /var/cache/blazepose-edge /var/lib/blazepose-edge
   id "$SVC_USER" >/dev/null 2>&1 && userdel "$SVC_USER"
   say "service removed (config kept in /etc/blazepose-edge)"
   exit 0
