@@ -16,6 +16,7 @@ import numpy as np
 from . import kernels
 from .roi import F, pad_roi, remove_letterbox, roi_matrices, whole_image_roi
 from .runtime import Model
+from .stopwatch import Stopwatch
 
 INPUT_SIZE = 224
 NUM_ANCHORS = 2254
@@ -180,8 +181,13 @@ class Detector:
             detections.append(Detection(float(score), corners, keypoints, image_size))
         return detections
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        """Detections sorted by score, best first."""
-        padding = self.preprocess(frame_bgr)
-        height, width = frame_bgr.shape[:2]
-        return self.postprocess(*self.infer(), padding, (width, height))
+    def detect(self, frame_bgr: np.ndarray, sw: Stopwatch | None = None) -> list[Detection]:
+        """Detections sorted by score, best first. ``sw`` times the three steps."""
+        sw = sw or Stopwatch()
+        with sw("detector_pre"):
+            padding = self.preprocess(frame_bgr)
+        with sw("detector_invoke"):
+            raw = self.infer()
+        with sw("detector_post"):
+            height, width = frame_bgr.shape[:2]
+            return self.postprocess(*raw, padding, (width, height))

@@ -26,6 +26,7 @@ from .roi import (
     roi_matrices,
 )
 from .runtime import Model
+from .stopwatch import Stopwatch
 
 INPUT_SIZE = 256
 NUM_LANDMARKS = 39  # 33 body landmarks + 6 auxiliary (33, 34: alignment centre and scale point)
@@ -176,11 +177,20 @@ class LandmarkModel:
         )  # fmt: skip
 
     def estimate(
-        self, frame_bgr: np.ndarray, rect: Rect, segmentation: bool = False
+        self,
+        frame_bgr: np.ndarray,
+        rect: Rect,
+        segmentation: bool = False,
+        sw: Stopwatch | None = None,
     ) -> LandmarkResult | None:
-        padding = self.preprocess(frame_bgr, rect)
-        self.infer()
-        return self.postprocess(rect, padding, frame_bgr.shape, segmentation)
+        """Landmarks in ``rect``, or None if the model sees no pose. ``sw`` times the steps."""
+        sw = sw or Stopwatch()
+        with sw("estimator_pre"):
+            padding = self.preprocess(frame_bgr, rect)
+        with sw("estimator_invoke"):
+            self.infer()
+        with sw("estimator_post"):
+            return self.postprocess(rect, padding, frame_bgr.shape, segmentation)
 
 
 def roi_in_pixels(result: LandmarkResult) -> Roi:

@@ -16,6 +16,7 @@ from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
 from .models import locate
 from .roi import Roi, rect_to_roi
 from .smoothing import PoseSmoother
+from .stopwatch import Stopwatch
 from .tracking import Tracker, roi_from_detection
 
 VARIANTS = {"float": ("pose_detection", "pose_landmark_full")}
@@ -112,37 +113,33 @@ class PoseEstimator:
         mode; without it the monotonic clock is used."""
         frame = check_frame(frame_bgr)
         t = time.monotonic() * 1000.0 if timestamp_ms is None else float(timestamp_ms)
-        timings = {"estimator": 0.0}  # "detector" only on frames where it ran
-        clock = time.perf_counter
+        sw = Stopwatch()
 
         result: LandmarkResult | None = None
         roi = self.tracker.tracked_roi()
         if roi is not None:
-            t0 = clock()
-            result = self.estimator.estimate(frame, roi, self.segmentation)
-            timings["estimator"] += clock() - t0
+            result = self.estimator.estimate(frame, roi, self.segmentation, sw)
         if result is None:
             # Lost (or never had) the person: detect on this same frame rather than skip it.
             self.smoother.reset()
-            t0 = clock()
-            detections = self.detector.detect(frame)
-            timings["detector"] = clock() - t0
+            detections = self.detector.detect(frame, sw)
             self.tracker.detected()
             if detections:
-                t0 = clock()
-                result = self.estimator.estimate(
-                    frame, roi_from_detection(detections[0]), self.segmentation
-                )
-                timings["estimator"] += clock() - t0
+                rect = roi_from_detection(detections[0])
+                result = self.estimator.estimate(frame, rect, self.segmentation, sw)
 
         poses: list[Pose] = []
-        if result is not None:
-            t0 = clock()
-            norm, world = result.norm, result.world
-            if self.tracking:
-                t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
-                norm, world = self.smoother(norm, world, result.image_size, t_ns, self.smoothing)
-            self.tracker.update(norm, result.image_size)
+        if result is None:
+            self.tracker.update(None)
+        else:
+            with sw("smoothing"):
+                norm, world = result.norm, result.world
+                if self.tracking:
+                    t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
+                    norm, world = self.smoother(
+                        norm, world, result.image_size, t_ns, self.smoothing
+                    )
+                self.tracker.update(norm, result.image_size)
             poses.append(
                 Pose(
                     score=result.score,
@@ -152,8 +149,5 @@ class PoseEstimator:
                     segmentation_mask=result.mask,
                 )
             )
-            timings["smoothing"] = clock() - t0
-        else:
-            self.tracker.update(None)
-        self.timings = {k: v * 1000.0 for k, v in timings.items()}
+        self.timings = sw.ms
         return poses

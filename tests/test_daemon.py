@@ -218,7 +218,8 @@ def test_stats_topic(media, models_ready, broker, tmp_path):
         finish(proc, 15)
     assert stats["device"] == "cam7" and stats["frames"] > 0
     assert 5 < stats["fps"] < 40  # a 30 fps file paced in real time
-    for stage in ("wait", "estimator", "encode", "publish", "total"):
+    for stage in ("wait", "estimator_pre", "estimator_invoke", "estimator_post", "smoothing",
+                  "encode", "publish", "total"):  # fmt: skip
         assert stats["latency_ms"][stage]["p95"] >= stats["latency_ms"][stage]["p50"] >= 0
     assert stats["rss_mb"] > 50 and stats["cpu_percent"] >= 0 and stats["threads"] >= 3
     assert stats["publish"]["connected"] is True
