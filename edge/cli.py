@@ -146,6 +146,31 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    source = args.source or default_bench_video()
+    report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
+                       show_progress=sys.stderr.isatty() or args.progress)  # fmt: skip
+    print(bench.summary(report))
+    if args.json:
+        bench.write_json(report, args.json)
+    if args.plot:
+        bench.plot(report, args.plot)
+    if args.min_fps and report["throughput"]["fps"] < args.min_fps:
+        _err(f"{report['throughput']['fps']} FPS is below --min-fps {args.min_fps}")
+        return 1
+    return 0
+
+
+def default_bench_video() -> str:
+    root = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or Path.cwd().parent / "shared" / "media")
+    video = root / "video" / "street.avi"
+    if not video.is_file():
+        raise SystemExit("blazepose-edge: bench needs --source VIDEO (a clip with a person in it)")
+    return str(video)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
@@ -303,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(check)
     check.add_argument("--print", action="store_true", help="print the effective configuration")
     check.set_defaults(func=cmd_check_config)
+
+    bench = sub.add_parser("bench", help="per-stage latency and FPS on this machine")
+    bench.add_argument("--source", help="video file (default: the test media's street.avi)")
+    bench.add_argument("--variant", default="float", help="model variant (default: float)")
+    bench.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    bench.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")
+    bench.add_argument(
+        "--warmup", type=int, default=30, help="frames before measuring (default 30)"
+    )
+    bench.add_argument("--json", metavar="OUT", help="write the full report as JSON")
+    bench.add_argument("--plot", metavar="OUT.png", help="write the latency distribution as PNG")
+    bench.add_argument("--min-fps", type=float, help="exit 1 if the FPS is below this")
+    bench.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
+    bench.set_defaults(func=cmd_bench)
 
     mod = sub.add_parser("models", help="fetch or verify the model files")
     mod.add_argument("action", choices=("fetch", "verify"))

@@ -1,0 +1,243 @@
+"""``blazepose-edge bench``: how fast the pipeline runs on this board, stage by stage.
+
+Decodes a video, runs video mode (tracking + smoothing) on every frame after a warm-up, and
+reports per-stage latency (p50/p95/p99), end-to-end FPS, the share of frames that ran the
+detector, CPU use, peak RSS and, on a Raspberry Pi, the SoC temperature and throttling flags.
+Writes a JSON report and a PNG of the latency distribution per stage if asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import __version__, models
+from .pipeline import PoseEstimator
+from .publish import pose_json
+from .telemetry import soc_temperature, throttled_flags
+
+SCHEMA_VERSION = 1
+STAGES = (
+    "decode", "detector_pre", "detector_invoke", "detector_post",
+    "estimator_pre", "estimator_invoke", "estimator_post", "smoothing", "publish", "frame",
+)  # fmt: skip
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        board = Path("/proc/device-tree/model").read_text().strip("\x00\n")
+    except OSError:
+        board = None
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        affinity = None
+    return {
+        "board": board,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "affinity": affinity,
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def percentiles(values) -> dict:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(a.size),
+        "mean": round(float(a.mean()), 3),
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p95": round(float(np.percentile(a, 95)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+        "max": round(float(a.max()), 3),
+    }
+
+
+def progress(done: int, total: int, fps: float) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames {fps:5.1f} FPS"
+    )
+    sys.stderr.flush()
+
+
+def run(
+    source: str,
+    variant: str = "float",
+    threads: int | None = None,
+    frames: int = 300,
+    warmup: int = 30,
+    show_progress: bool = True,
+) -> dict:
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise OSError(f"cannot open video {source}")
+    fps_file = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    est = PoseEstimator(variant=variant, num_threads=threads, tracking=True)
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    temps = [t for t in [soc_temperature()] if t is not None]
+    throttled = [f for f in [throttled_flags()] if f is not None]
+    cpu0 = os.times()
+    total = warmup + frames
+    index = 0
+    measured = 0
+    t_start = None
+    while measured < frames:
+        t0 = time.perf_counter()
+        ok, frame = cap.read()
+        if not ok:  # loop short clips
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = cap.read()
+            if not ok:
+                raise OSError(f"cannot decode {source}")
+        t1 = time.perf_counter()
+        poses = est.process(frame, timestamp_ms=index * 1000.0 / fps_file)
+        t2 = time.perf_counter()
+        h, w = frame.shape[:2]
+        pose_json("bench", index, time.time(), w, h, poses)
+        t3 = time.perf_counter()
+        if index == warmup:
+            t_start = t0
+            cpu0 = os.times()
+            est.tracker.frames = est.tracker.detector_runs = 0
+        if index >= warmup:
+            measured += 1
+            samples["decode"].append((t1 - t0) * 1000)
+            for stage, ms in est.timings.items():
+                samples[stage].append(ms)
+            samples["publish"].append((t3 - t2) * 1000)
+            samples["frame"].append((t3 - t0) * 1000)
+        index += 1
+        if show_progress and (index % 10 == 0 or measured == frames):
+            elapsed = time.perf_counter() - (t_start or t0)
+            progress(index, total, measured / elapsed if t_start and elapsed > 0 else 0.0)
+        if index % 30 == 0:
+            for value, store in ((soc_temperature(), temps), (throttled_flags(), throttled)):
+                if value is not None:
+                    store.append(value)
+    wall = time.perf_counter() - t_start
+    cpu1 = os.times()
+    if show_progress:
+        sys.stderr.write("\n")
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    invoke = sum(np.sum(samples[s]) for s in ("detector_invoke", "estimator_invoke"))
+    frame_total = float(np.sum(samples["frame"]))
+    specs = models.specs()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "blazepose_edge": __version__,
+        "env": {
+            **machine(),
+            "runtime": est.estimator.model.backend,
+            "threads": est.num_threads,
+            "variant": variant,
+            "models": {name: spec.sha256 for name, spec in specs.items()},
+        },
+        "config": {"source": source, "frames": frames, "warmup": warmup},
+        "stages_ms": {stage: percentiles(v) for stage, v in samples.items() if v},
+        "throughput": {
+            "fps": round(frames / wall, 2),
+            "frames": frames,
+            "wall_s": round(wall, 3),
+            "detector_share": round(est.tracker.detector_share, 4),
+            "outside_invoke_share": round(1 - invoke / frame_total, 4) if frame_total else None,
+        },
+        "resources": {
+            "cpu_percent": round(100 * cpu_s / wall, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        },
+        "thermal": {
+            "temperature_c": {"start": temps[0], "end": temps[-1], "max": max(temps)}
+            if temps
+            else None,
+            "throttled": {
+                "start": hex(throttled[0]),
+                "end": hex(throttled[-1]),
+                "any": hex(int(np.bitwise_or.reduce(throttled))),
+            }
+            if throttled
+            else None,
+            # under-voltage / capped / throttled / soft limit now (bits 0-3) invalidate a run
+            "valid": not throttled or not any(f & 0xF for f in throttled),
+        },
+    }
+
+
+def plot(report: dict, path: str) -> None:
+    """A PNG of the latency distribution per stage (p50 box to p95, whisker to p99)."""
+    stages = [(k, v) for k, v in report["stages_ms"].items() if v.get("n")]
+    row, left, width = 34, 190, 900
+    height = 70 + row * len(stages) + 40
+    img = np.full((height, left + width + 40, 3), 255, np.uint8)
+    top = max(v["p99"] for _, v in stages) * 1.05 or 1.0
+    x = lambda ms: int(left + width * ms / top)  # noqa: E731
+    env = report["env"]
+    title = (f"blazepose-edge bench: {report['throughput']['fps']} FPS, {env['threads']} thread(s), "
+             f"{env['cpu']}")  # fmt: skip
+    cv2.putText(
+        img, title[:110], (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+    )
+    cv2.putText(img, "ms: box p50..p95, whisker to p99, tick = mean", (10, 48),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (90, 90, 90), 1, cv2.LINE_AA)  # fmt: skip
+    for i, (name, v) in enumerate(stages):
+        y = 70 + i * row
+        cv2.putText(
+            img, name, (10, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
+        cv2.line(img, (x(v["p95"]), y + 13), (x(v["p99"]), y + 13), (120, 120, 120), 1)
+        cv2.rectangle(img, (x(v["p50"]), y + 4), (max(x(v["p95"]), x(v["p50"]) + 2), y + 22),
+                      (200, 140, 40), -1)  # fmt: skip
+        cv2.line(img, (x(v["mean"]), y + 2), (x(v["mean"]), y + 24), (0, 0, 200), 2)
+        cv2.putText(img, f"{v['p50']:.2f}", (x(v["p99"]) + 6, y + 18), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (60, 60, 60), 1, cv2.LINE_AA)  # fmt: skip
+    y_axis = 70 + row * len(stages) + 5
+    for k in range(6):
+        ms = top * k / 5
+        cv2.line(img, (x(ms), 62), (x(ms), y_axis), (225, 225, 225), 1)
+        cv2.putText(img, f"{ms:.1f}", (x(ms) - 10, y_axis + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (60, 60, 60), 1, cv2.LINE_AA)  # fmt: skip
+    if not cv2.imwrite(path, img):
+        raise OSError(f"cannot write {path}")
+
+
+def summary(report: dict) -> str:
+    lines = [f"{'stage':18s} {'p50':>8s} {'p95':>8s} {'p99':>8s}  ms"]
+    for stage, v in report["stages_ms"].items():
+        lines.append(f"{stage:18s} {v['p50']:8.3f} {v['p95']:8.3f} {v['p99']:8.3f}")
+    t, r, e = report["throughput"], report["resources"], report["env"]
+    lines.append(
+        f"FPS {t['fps']} ({e['threads']} thread(s), {e['runtime']}, {e['cpu']}); detector on "
+        f"{100 * t['detector_share']:.1f}% of frames; outside model invocation "
+        f"{100 * t['outside_invoke_share']:.1f}% of frame time; CPU {r['cpu_percent']}%, "
+        f"peak RSS {r['peak_rss_mb']} MB"
+    )
+    if report["thermal"]["temperature_c"]:
+        th = report["thermal"]
+        lines.append(f"SoC {th['temperature_c']}, throttled {th['throttled']}, valid {th['valid']}")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str) -> None:
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,34 @@
+import json
+
+import cv2
+
+from edge import bench
+from edge.cli import main
+
+
+def test_bench_report_and_plot(media, models_ready, tmp_path):
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    report = bench.run(video, frames=25, warmup=5, threads=1, show_progress=False)
+    assert report["throughput"]["frames"] == 25 and report["throughput"]["fps"] > 0
+    stages = report["stages_ms"]
+    for stage in ("decode", "estimator_pre", "estimator_invoke", "estimator_post", "smoothing",
+                  "publish", "frame"):  # fmt: skip
+        assert stages[stage]["n"] == 25
+        assert 0 <= stages[stage]["p50"] <= stages[stage]["p95"] <= stages[stage]["p99"]
+    assert 0 <= report["throughput"]["detector_share"] < 0.2
+    assert 0 < report["throughput"]["outside_invoke_share"] < 1
+    assert report["env"]["threads"] == 1 and report["resources"]["peak_rss_mb"] > 50
+    assert len(report["env"]["models"]["pose_landmark_full"]) == 64
+    png = tmp_path / "lat.png"
+    bench.plot(report, str(png))
+    assert cv2.imread(str(png)).shape[1] > 500
+
+
+def test_bench_cli_min_fps_gate(media, models_ready, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    args = ["bench", "--source", video, "--frames", "10", "--warmup", "2", "--json", str(out)]
+    assert main([*args, "--min-fps", "100000"]) == 1
+    assert "below --min-fps" in capsys.readouterr().err
+    assert json.loads(out.read_text())["schema_version"] == 1
+    assert main([*args, "--min-fps", "0.5"]) == 0
