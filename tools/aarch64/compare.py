@@ -270,16 +270,18 @@ def diff(args: argparse.Namespace) -> int:
         _max_abs(kr["decode_scores"], ko["decode_scores"]),
         _max_abs(kr["refine_xy"], ko["refine_xy"]),
     )
+    warp = (
+        "bit-identical" if kr["warp_replicate_sha256"] == ko["warp_replicate_sha256"] else "DIFFERS"
+    )
     if k_err > TOL_KERNEL:
         failures.append(f"Numba float kernels differ by {k_err:.2e} (> {TOL_KERNEL:g})")
 
-    crops = (
-        "crops bit-identical"
-        if (
-            ref["detector_input_sha256"] == other["detector_input_sha256"]
-            and ref["estimator_input_sha256"] == other["estimator_input_sha256"]
-        )
-        else "crops differ"
+    same = [
+        ref[f"{stage}_input_sha256"] == other[f"{stage}_input_sha256"]
+        for stage in ("detector", "estimator")
+    ]
+    crops = "detector input {}, landmark crop {}".format(
+        *("bit-identical" if s else "differs" for s in same)
     )
     if len(ref["poses"]) != len(other["poses"]):
         failures.append(f"{len(ref['poses'])} vs {len(other['poses'])} poses")
@@ -300,23 +302,24 @@ def diff(args: argparse.Namespace) -> int:
         score = abs(pr["score"] - po["score"])
         roi = _max_abs(pr["roi"][:4], po["roi"][:4])
         checks = (
-            (max_px / torso, tol, f"max 2D landmark difference {max_px / torso:.3%} of torso"),
-            (z / torso, TOL_Z_TORSO, f"max z difference {z / torso:.3%} of torso"),
-            (vis, TOL_VIS, f"visibility/presence differ by {vis:.4f}"),
-            (world, TOL_WORLD_M, f"world landmarks differ by {world * 1000:.2f} mm"),
-            (score, TOL_SCORE, f"score differs by {score:.4f}"),
-        )
+            (max_px / torso, tol, f"max 2D landmark difference {max_px / torso:.3%} of torso "
+             f"(limit {tol:.2%})"),
+            (z / torso, TOL_Z_TORSO, f"max z difference {z / torso:.3%} of torso "
+             f"(limit {TOL_Z_TORSO:.0%})"),
+            (vis, TOL_VIS, f"visibility/presence differ by {vis:.4f} (limit {TOL_VIS:g})"),
+            (world, TOL_WORLD_M, f"world landmarks differ by {world * 1000:.2f} mm "
+             f"(limit {TOL_WORLD_M * 1000:g} mm)"),
+            (score, TOL_SCORE, f"score differs by {score:.4f} (limit {TOL_SCORE:g})"),
+        )  # fmt: skip
         for value, limit, text in checks:
-            if not value <= limit:
-                failures.append(f"{text} (limit {limit:g})")
+            if not value <= limit:  # NaN fails too
+                failures.append(text)
         summary = (
             f"{tag} on {Path(ref['image']).name} ({ref['backend']} vs {other['backend']}): "
             f"landmarks max {max_px:.4f} px = {max_px / torso:.4%} of torso ({torso:.0f} px), "
             f"mean {mean_px:.4f} px; z max {z:.4f} px; vis/presence max {vis:.2e}; "
-            f"world max {world * 1000:.3f} mm; score diff {score:.2e}; ROI max {roi:.4f} px; "
-            f"{crops}; Numba kernels: warp bit-identical="
-            f"{kr['warp_replicate_sha256'] == ko['warp_replicate_sha256']}, "
-            f"float kernels max diff {k_err:.1e}"
+            f"world max {world * 1000:.3f} mm; score diff {score:.2e}; ROI max {roi:.2e} px; "
+            f"{crops}; Numba kernels on fixed inputs: warp {warp}, float max diff {k_err:.1e}"
         )
     print(summary)
     for side in (ref, other):
