@@ -113,10 +113,15 @@ class LandmarkModel:
         backend: str | None = None,
         warp: str = "numba",
         refine: bool = True,
+        segmentation: bool = False,
     ):
         if warp not in ("numba", "opencv"):
             raise ValueError(f"warp must be 'numba' or 'opencv', not {warp!r}")
-        self.model = Model(model_path, self.OUTPUTS, num_threads=num_threads, backend=backend)
+        # without segmentation, the mask head is cut out of the graph (same landmarks, less work)
+        prune = None if segmentation else ("landmarks", "flag", "heatmap", "world")
+        self.model = Model(
+            model_path, self.OUTPUTS, num_threads=num_threads, backend=backend, prune_to=prune
+        )
         self.warp = warp
         self.refine = refine
 
@@ -160,7 +165,7 @@ class LandmarkModel:
             return None
         height, width = frame_shape[:2]
         mask = None
-        if segmentation:
+        if segmentation and "segmentation" in self.model.outputs:
             mask = self.mask_to_image(self.model.output("segmentation")[..., 0], rect, frame_shape)
         return LandmarkResult(score, norm, world, rect, (width, height), mask)
 

@@ -90,8 +90,9 @@ class PoseEstimator:
             locate(detector_name, directory), num_threads, backend, min_score=min_detection_score
         )
         self.estimator = LandmarkModel(
-            locate(landmark_name, directory), num_threads, backend, warp=warp
-        )
+            locate(landmark_name, directory), num_threads, backend, warp=warp,
+            segmentation=segmentation,
+        )  # fmt: skip
         self.tracking = tracking
         self.smoothing = tracking if smoothing is None else smoothing
         self.segmentation = segmentation

@@ -9,6 +9,7 @@ tensors allocated: with tflite-runtime under numpy 2 the import works and the in
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 
 from .models import ModelError
 
+log = logging.getLogger(__name__)
 BACKENDS = ("ai_edge_litert", "tflite_runtime")
 
 
@@ -69,12 +71,22 @@ class Model:
         output_shapes: dict[str, Sequence[int]],
         num_threads: int | None = None,
         backend: str | None = None,
+        prune_to: Sequence[str] | None = None,
     ):
+        """``prune_to``: the output roles actually read; the graph is cut down to what they
+        need where the backend allows (see ``graph.py``), else the full model runs."""
         self.path = Path(path)
         self.num_threads = num_threads or default_threads()
         self.backend, cls = interpreter_class(backend)
+        self.pruned = False
         try:
-            self.interpreter = cls(model_path=str(self.path), num_threads=self.num_threads)
+            content = self._pruned(cls, output_shapes, prune_to) if prune_to else None
+            if content is not None:
+                self.interpreter = cls(model_content=content, num_threads=self.num_threads)
+                output_shapes = {role: output_shapes[role] for role in prune_to}
+                self.pruned = True
+            else:
+                self.interpreter = cls(model_path=str(self.path), num_threads=self.num_threads)
             self.interpreter.allocate_tensors()
         except Exception as exc:  # the backends raise ValueError, RuntimeError, SystemError...
             raise ModelError(
@@ -95,6 +107,24 @@ class Model:
                     f"{[t.shape for t in found]}; is this the right model file?"
                 )
             self.outputs[role] = match[0]
+
+    def _pruned(self, cls, output_shapes, prune_to) -> bytes | None:
+        from . import graph
+
+        if not graph.can_prune():
+            log.info(
+                "cannot prune %s with %s; running the full graph", self.path.name, self.backend
+            )
+            return None
+        probe = cls(model_path=str(self.path), num_threads=1)
+        outputs = [_info(d) for d in probe.get_output_details()]
+        keep = []
+        for role in prune_to:
+            match = [t.index for t in outputs if t.shape == tuple(output_shapes[role])]
+            if len(match) != 1:
+                return None
+            keep.append(match[0])
+        return graph.prune_outputs(self.path.read_bytes(), keep)
 
     def input_view(self) -> np.ndarray:
         """A writable view of the input tensor (batch dimension dropped).

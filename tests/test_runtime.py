@@ -74,3 +74,22 @@ def test_wrong_model_for_role_is_refused(models_ready):
 
 def test_default_threads_capped_at_four():
     assert 1 <= runtime.default_threads() <= 4
+
+
+def test_pruned_estimator_gives_identical_outputs(models_ready):
+    from edge.landmarks import LandmarkModel
+
+    roles = ("landmarks", "flag", "heatmap", "world")
+    full = runtime.Model(locate("pose_landmark_full"), LandmarkModel.OUTPUTS, num_threads=1)
+    pruned = runtime.Model(
+        locate("pose_landmark_full"), LandmarkModel.OUTPUTS, num_threads=1, prune_to=roles
+    )
+    assert pruned.pruned and "segmentation" not in pruned.outputs
+    x = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
+    for model in (full, pruned):
+        view = model.input_view()
+        view[:] = x
+        del view
+        model.invoke()
+    for role in roles:
+        np.testing.assert_array_equal(full.output(role), pruned.output(role))
