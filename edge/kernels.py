@@ -75,27 +75,26 @@ def warp_to_tensor(
     r_src = 2 if swap_rb else 0  # the source channel that becomes output channel 0
     b_src = 2 - r_src
     replicate = border == BORDER_REPLICATE
+    xqs = np.empty(bw, dtype=np.int64)
+    yqs = np.empty(bw, dtype=np.int64)
     for y in range(oh):
         for xb in range(0, ow, bw):
             x_row = m0 * xb + m1 * y + m2
             y_row = m3 * xb + m4 * y + m5
             w_row = m6 * xb + m7 * y + m8
             n = min(bw, ow - xb)
-            # The per-pixel division is the costly step. Where m6 * x1 vanishes against w_row
-            # (every affine ROI: m6 is round-off), w is the same for the whole block: hoist it.
-            # Float addition is monotonic, so checking the block's last pixel covers all.
-            w_const = w_row + m6 * (n - 1) == w_row
-            w_block = 32.0 / w_row if w_row != 0.0 else 0.0
+            # 1/32-pixel source coordinates of the block's pixels, in a branch-free loop that
+            # LLVM vectorises (the per-pixel division dominates otherwise)
             for x1 in range(n):
-                if w_const:
-                    w = w_block
-                else:
-                    w = w_row + m6 * x1
-                    w = 32.0 / w if w != 0.0 else 0.0
+                w = w_row + m6 * x1
+                w = 32.0 / w if w != 0.0 else 0.0
                 fx = max(-2147483648.0, min(2147483647.0, (x_row + m0 * x1) * w))
                 fy = max(-2147483648.0, min(2147483647.0, (y_row + m3 * x1) * w))
-                xq = int(np.rint(fx))  # 1/32-pixel source coordinates
-                yq = int(np.rint(fy))
+                xqs[x1] = int(np.rint(fx))
+                yqs[x1] = int(np.rint(fy))
+            for x1 in range(n):
+                xq = xqs[x1]
+                yq = yqs[x1]
                 x0 = xq >> 5
                 y0 = yq >> 5
                 ax = xq & 31
