@@ -120,9 +120,13 @@ class Infer:
         self.video(path, cap)
 
 
+def media_root() -> Path:
+    """The test media folder: $BLAZEPOSE_EDGE_MEDIA, else ../shared/media."""
+    return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or Path.cwd().parent / "shared" / "media")
+
+
 def default_media() -> list[str]:
-    root = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or Path.cwd().parent / "shared" / "media")
-    images = root / "images"
+    images = media_root() / "images"
     if not images.is_dir():
         raise SystemExit(
             f"blazepose-edge: no PATH given and no media folder at {images}; "
@@ -164,8 +168,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def default_bench_video() -> str:
-    root = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or Path.cwd().parent / "shared" / "media")
-    video = root / "video" / "street.avi"
+    video = media_root() / "video" / "street.avi"
     if not video.is_file():
         raise SystemExit("blazepose-edge: bench needs --source VIDEO (a clip with a person in it)")
     return str(video)
@@ -226,32 +229,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_CONFIG
     _setup_logging(cfg.daemon.log_level)
+    exit_codes = ((ModelError, EXIT_MODEL), (SourceError, EXIT_SOURCE), (PublishError, EXIT_BROKER))
     try:
         daemon = Daemon(cfg, reload_config=lambda: _load_config(args))
-    except ModelError as exc:
-        _err(str(exc))
-        return EXIT_MODEL
-    except SourceError as exc:
-        _err(str(exc))
-        return EXIT_SOURCE
 
-    def on_signal(signum, frame) -> None:
-        import logging
+        def on_signal(signum, frame) -> None:
+            import logging
 
-        logging.getLogger("edge.daemon").info("%s: stopping", signal.Signals(signum).name)
-        daemon.stop()
+            logging.getLogger("edge.daemon").info("%s: stopping", signal.Signals(signum).name)
+            daemon.stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
-    try:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
         return daemon.run()
-    except SourceError as exc:
+    except tuple(cls for cls, _ in exit_codes) as exc:
         _err(str(exc))
-        return EXIT_SOURCE
-    except PublishError as exc:
-        _err(str(exc))
-        return EXIT_BROKER
+        return next(code for cls, code in exit_codes if isinstance(exc, cls))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -106,25 +106,21 @@ def warp_to_tensor(
                 x = xb + x1
                 if 0 <= x0 < sw - 1 and 0 <= y0 < sh - 1:  # all four neighbours inside
                     xa, xc, ya, yc = x0, x0 + 1, y0, y0 + 1
-                elif replicate:
-                    xa = min(max(x0, 0), sw - 1)
-                    xc = min(max(x0 + 1, 0), sw - 1)
-                    ya = min(max(y0, 0), sh - 1)
-                    yc = min(max(y0 + 1, 0), sh - 1)
-                else:  # zero border: drop the weights of neighbours outside the image
-                    if not 0 <= x0 < sw:
-                        w00 = 0
-                        w10 = 0
-                    if not 0 <= x0 + 1 < sw:
-                        w01 = 0
-                        w11 = 0
-                    if not 0 <= y0 < sh:
-                        w00 = 0
-                        w01 = 0
-                    if not 0 <= y0 + 1 < sh:
-                        w10 = 0
-                        w11 = 0
-                    xa = min(max(x0, 0), sw - 1)
+                else:
+                    if not replicate:  # zero border: neighbours outside the image weigh 0
+                        if not 0 <= x0 < sw:
+                            w00 = 0
+                            w10 = 0
+                        if not 0 <= x0 + 1 < sw:
+                            w01 = 0
+                            w11 = 0
+                        if not 0 <= y0 < sh:
+                            w00 = 0
+                            w01 = 0
+                        if not 0 <= y0 + 1 < sh:
+                            w10 = 0
+                            w11 = 0
+                    xa = min(max(x0, 0), sw - 1)  # replicate: clamp to the edge
                     xc = min(max(x0 + 1, 0), sw - 1)
                     ya = min(max(y0, 0), sh - 1)
                     yc = min(max(y0 + 1, 0), sh - 1)

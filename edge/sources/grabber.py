@@ -92,16 +92,21 @@ class FrameGrabber:
 
     # --- capture thread ---------------------------------------------------------------------------
 
+    def _put(self, item) -> bool:
+        """Hand ``item`` to the pipeline (non-live sources), waiting for room; False if stopped."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _deliver(self, frame: Frame) -> None:
         self.captured += 1
         if not self.live:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(frame, timeout=0.2)
-                    return
-                except queue.Full:
-                    continue
-            frame.done()
+            if not self._put(frame):
+                frame.done()
             return
         with self._cond:
             if self._latest is not None:
@@ -112,12 +117,7 @@ class FrameGrabber:
 
     def _finish(self) -> None:
         if not self.live:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(_END, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            self._put(_END)
         with self._cond:
             self._ended = True
             self._cond.notify_all()
