@@ -16,7 +16,7 @@
 #   BLAZEPOSE_EDGE_AARCH64_CONFIGS  which of "pip rpios-litert rpios-tflite" to run (default: all)
 #   BLAZEPOSE_EDGE_AARCH64_CPU      emulated core: cortex-a72 (Pi 4, default) or cortex-a76 (Pi 5)
 #   BLAZEPOSE_EDGE_AARCH64_TIMEOUT  limit for the whole check in seconds (default 1500)
-#   BLAZEPOSE_EDGE_AARCH64_MIRROR   Debian mirror for debootstrap (default http://deb.debian.org/debian)
+#   BLAZEPOSE_EDGE_AARCH64_MIRROR   Debian mirror for debootstrap (default: the one apt uses here)
 #   BLAZEPOSE_EDGE_PYTHON           the x86-64 Python with the project installed (default .venv)
 #   BLAZEPOSE_EDGE_MEDIA            test media folder (default ../shared/media)
 set -euo pipefail
@@ -31,7 +31,13 @@ MEDIA=${BLAZEPOSE_EDGE_MEDIA:-$PROJECT/../shared/media}
 IMAGE=${1:-${BLAZEPOSE_EDGE_AARCH64_IMAGE:-$MEDIA/images/yoga.jpg}}
 CONFIGS=${BLAZEPOSE_EDGE_AARCH64_CONFIGS:-pip rpios-litert rpios-tflite}
 CPU=${BLAZEPOSE_EDGE_AARCH64_CPU:-cortex-a72}
-MIRROR=${BLAZEPOSE_EDGE_AARCH64_MIRROR:-http://deb.debian.org/debian}
+# The Debian archive this machine's apt already uses (deb822 or one-line sources).
+apt_mirror() {
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+  } | grep -v -e security -e updates | grep -m1 '/debian/\?$' || true
+}
+MIRROR=${BLAZEPOSE_EDGE_AARCH64_MIRROR:-$(apt_mirror)}
 PY=${BLAZEPOSE_EDGE_PYTHON:-$PROJECT/.venv/bin/python}
 
 # --- the pinned recipe: any change here gives new cache keys (old entries are pruned) -------------
@@ -106,6 +112,7 @@ build_root() {
   local tmp="$ROOT.tmp" log="$CACHE/build-root.log" t0
   t0=$(date +%s)
   rm -rf "$tmp"
+  [ -n "$MIRROR" ] || skip "no Debian archive in apt's sources here; set BLAZEPOSE_EDGE_AARCH64_MIRROR"
   say "building Debian $SUITE arm64 userland (debootstrap --foreign from $MIRROR)"
   if ! bounded 900 "${as_root[@]}" debootstrap --foreign --arch=arm64 --variant=minbase \
     --include="$DEB_INCLUDE" "$SUITE" "$tmp" "$MIRROR" >"$log" 2>&1; then
