@@ -49,7 +49,8 @@ def random_inverse(rng, img_shape):
     c, s = math.cos(angle) * scale, math.sin(angle) * scale
     tx = rng.uniform(-0.2, 1.0) * img_shape[1]
     ty = rng.uniform(-0.2, 1.0) * img_shape[0]
-    return np.array([[c, -s, tx], [s, c, ty], [rng.normal(0, 1e-12), 0.0, 1.0]])
+    last = rng.normal(0, 1e-12) if rng.random() < 0.5 else 0.0  # half of them exactly affine
+    return np.array([[c, -s, tx], [s, c, ty], [last, 0.0, 1.0]])
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,21 @@ def test_warp_agrees_with_cv2_warp_perspective(image, border, cv_border):
         diff = np.abs(out - ref) * 255.0 / 2.0
         assert diff.mean() < 0.25
         assert np.percentile(diff, 99) <= 2.01
+        if not inv[2, 0]:  # an affine map: cv2.warpAffine must agree just as well
+            affine = (
+                cv2.warpAffine(
+                    image,
+                    inv[:2],
+                    (64, 64),
+                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                    borderMode=cv_border,
+                    borderValue=0,
+                )[:, :, ::-1].astype(np.float32)
+                * (2.0 / 255.0)
+                - 1.0
+            )
+            diff = np.abs(out - affine) * 255.0 / 2.0
+            assert diff.mean() < 0.25 and np.percentile(diff, 99) <= 2.01
 
 
 def test_warp_identity_copies_pixels(image):

@@ -112,7 +112,7 @@ def test_malformed_frames_are_skipped_and_counted(media, models_ready):
         description = "video with malformed frames"
 
         def __init__(self):
-            self.video = VideoCaptureSource(str(media / "video" / VIDEO), "file")
+            self.video = VideoCaptureSource(str(media / "video" / VIDEO), "file", loop=True)
             self.i = 0
             self.rng = np.random.default_rng(0)
 
@@ -134,14 +134,14 @@ def test_malformed_frames_are_skipped_and_counted(media, models_ready):
 
     cfg = Config()
     cfg.mqtt.host = "none"
-    cfg.daemon.max_frames = 120
+    cfg.daemon.max_frames = 250
     daemon = Daemon(cfg, source=Mixed())
     devnull = open("/dev/null", "w")  # noqa: SIM115
     daemon.publisher.stream = devnull
     assert daemon.run() == 0
     devnull.close()
-    assert daemon.processed == 120
-    assert daemon.telemetry.bad_frames == 480
+    assert daemon.processed == 250
+    assert daemon.telemetry.bad_frames == 1000
 
 
 def test_corrupted_video_tail_does_not_crash(media, models_ready):
