@@ -45,7 +45,8 @@ class Pose:
 
 
 def check_frame(frame: np.ndarray) -> np.ndarray:
-    """Return ``frame`` as a C-contiguous (H, W, 3) uint8 BGR array, or raise ``FrameError``."""
+    """Return ``frame`` as an (H, W, 3) uint8 BGR array with packed pixels (padded rows, as in
+    camera buffers, are kept without a copy), or raise ``FrameError``."""
     if not isinstance(frame, np.ndarray):
         raise FrameError(f"frame must be a numpy array, not {type(frame).__name__}")
     if frame.dtype != np.uint8:
@@ -58,7 +59,9 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
         raise FrameError(f"frame must be (H, W, 3) BGR, got shape {frame.shape}")
     if frame.shape[0] < 2 or frame.shape[1] < 2:
         raise FrameError(f"frame is empty or too small: {frame.shape}")
-    return np.ascontiguousarray(frame)
+    if frame.strides[1:] != (3, 1):  # rows may be padded (camera buffers), pixels may not
+        frame = np.ascontiguousarray(frame)
+    return frame
 
 
 class PoseEstimator:

@@ -6,6 +6,20 @@ from edge import FrameError, PoseEstimator
 from edge.pipeline import check_frame
 
 
+def test_padded_rows_are_used_without_a_copy(media, static_estimator):
+    """Camera buffers often have padded rows (stride > 3 * width): no copy, same landmarks."""
+    frame = cv2.imread(str(media / "images" / "yoga.jpg"))
+    h, w = frame.shape[:2]
+    padded = np.zeros((h, w + 16, 3), np.uint8)
+    padded[:, :w] = frame
+    view = padded[:, :w]
+    assert not view.flags.c_contiguous
+    assert check_frame(view) is view
+    a = static_estimator.process(frame)[0].landmarks
+    b = static_estimator.process(view)[0].landmarks
+    np.testing.assert_array_equal(a, b)
+
+
 def test_check_frame_accepts_gray_and_bgra():
     gray = np.zeros((10, 12), np.uint8)
     assert check_frame(gray).shape == (10, 12, 3)
