@@ -50,8 +50,7 @@ class Infer:
             self._estimators[tracking] = PoseEstimator(
                 variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
             )
-        est = self._estimators[tracking]
-        return est
+        return self._estimators[tracking]
 
     def emit(self, record: dict) -> None:
         if self.args.json:
