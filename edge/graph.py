@@ -16,6 +16,24 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def needed(subgraph, keep: Iterable[int]) -> tuple[set[int], set[int]]:
+    """The operators and tensors (indices) of ``subgraph`` (a SubGraphT) that the output
+    tensors ``keep`` depend on."""
+    keep = [int(t) for t in keep]
+    producer = {int(t): i for i, op in enumerate(subgraph.operators) for t in op.outputs}
+    tensors, ops, stack = set(keep), set(), list(keep)
+    while stack:
+        op = producer.get(stack.pop())
+        if op is None or op in ops:
+            continue
+        ops.add(op)
+        for t in subgraph.operators[op].inputs:
+            if t >= 0 and int(t) not in tensors:
+                tensors.add(int(t))
+                stack.append(int(t))
+    return ops, tensors
+
+
 def prune_outputs(model: bytes, keep: Iterable[int]) -> bytes:
     """``model`` with only the operators needed for the output tensors ``keep`` (indices)."""
     import flatbuffers
@@ -26,17 +44,7 @@ def prune_outputs(model: bytes, keep: Iterable[int]) -> bytes:
         raise ValueError("only single-subgraph models can be pruned")
     sg = m.subgraphs[0]
     keep = [int(t) for t in keep]
-    producer = {int(t): i for i, op in enumerate(sg.operators) for t in op.outputs}
-    needed_tensors, needed_ops, stack = set(keep), set(), list(keep)
-    while stack:
-        op = producer.get(stack.pop())
-        if op is None or op in needed_ops:
-            continue
-        needed_ops.add(op)
-        for t in sg.operators[op].inputs:
-            if t >= 0 and int(t) not in needed_tensors:
-                needed_tensors.add(int(t))
-                stack.append(int(t))
+    needed_ops, _ = needed(sg, keep)
     sg.operators = [op for i, op in enumerate(sg.operators) if i in needed_ops]
     sg.outputs = np.array(keep, dtype=np.int32)
     builder = flatbuffers.Builder(len(model) + 1024)

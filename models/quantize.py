@@ -1,0 +1,552 @@
+"""Int8 variant of the BlazePose landmark model (issue 4), reproducibly, with an accuracy gate.
+
+    .venv/bin/python models/quantize.py --out models/pose_landmark_full_int8.tflite \
+        [--recipe a8w8-heads] [--per-video 80] [--crops-cache crops.npy] [--tolerance 0.03] [--bench 200] \
+        [--quantizer-python /path/to/venv/bin/python]
+
+Steps (see QUANTIZE.md for what was tried and measured):
+
+1. Prepare a float graph the quantizer accepts: the shipped model stores fp16 weights behind
+   DEQUANTIZE ops (every quantizer recipe is a no-op on them), so each fp16 constant + DEQUANTIZE
+   becomes one fp32 constant (same values, identical outputs); the segmentation head is cut off as
+   ``edge/graph.py`` does at run time (outputs: landmarks, flag, heatmap, world); unused tensors
+   and buffers are dropped; a ``serving_default`` SignatureDef is added (the static recipes need it).
+2. Calibration crops: the pipeline itself (float detector + ROI + bit-exact crop, video mode with
+   tracking) runs over the test videos and the annotated photos in ``../shared/media``, and every
+   256x256 input it feeds the estimator is kept. The 34 photos in ``media/images`` (the MediaPipe
+   reference set) are never used for calibration: they are the held-out evaluation set.
+3. Quantize with ai-edge-quantizer (static int8 activations per tensor, per-channel symmetric
+   int8 weights, activation ranges = global min/max over the crops) keeping the listed ops in
+   float; float32 model input and outputs, so ``edge.landmarks.LandmarkModel`` loads the file by
+   path unchanged.
+4. Verify: on the held-out photos, the float pipeline finds the ROI; the float and the int8
+   estimator run on the same crop; landmarks are decoded by ``edge.landmarks`` (heatmap refinement
+   included) and compared as mean 2D distance over the 33 body landmarks / torso length, against
+   the float model and against MediaPipe's reference. The model is written only if the mean stays
+   within ``--tolerance`` (and every image within ``--worst-tolerance``, and the pose flag agrees
+   with float on every photo); otherwise exit 1 and leave the candidate beside ``--out``.
+   As of this writing no recipe passes (best: mean 5.2 %, worst 13 %): see QUANTIZE.md.
+
+ai-edge-quantizer (0.10.0) does not pull TensorFlow, but it does pull scipy, absl-py,
+immutabledict and litert-lm-builder (about 150 MB, mostly scipy). It is not a project dependency:
+install it in the project venv, or in a scratch venv and pass ``--quantizer-python``; then only
+the quantization step runs there (it needs numpy, ai-edge-litert and the quantizer only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOAT_MODEL = ROOT / "models" / "pose_landmark_full.tflite"
+REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
+SIGNATURE = "serving_default"
+# output tensors of pose_landmark_full.tflite kept after pruning (Identity_2 is the mask)
+KEEP_OUTPUTS = {"Identity": "landmarks", "Identity_1": "flag", "Identity_3": "heatmap",
+                "Identity_4": "world"}  # fmt: skip
+CALIB_VIDEOS = (
+    "street.avi", "walking_one_by_one_intel.mp4", "synthetic_arms_up_tfjs.mp4",
+    "two_people_hug_1080p_mmaction2.mp4", "two_people_handshake_mmhuman3d.mp4",
+    "basketball_two_players_lowres_mmaction2.mp4", "hard_upper_body_sign_language_intel.mp4",
+    "hard_arm_wrestling_closeup_mmaction2.mp4", "hard_legs_only_pool_mmaction2.mp4",
+)  # fmt: skip
+
+
+def media_dir() -> Path:
+    return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. float graph the quantizer accepts
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _op_names(m) -> list[str]:
+    schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return [names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in m.operatorCodes]
+
+
+def _pack(m) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def prepare_float(model: bytes, keep_outputs=KEEP_OUTPUTS) -> bytes:
+    """fp16 weights -> fp32 constants, outputs pruned to ``keep_outputs``, unused tensors and
+    buffers dropped, a ``serving_default`` signature added. Same values on the kept outputs."""
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    if len(m.subgraphs) != 1:
+        raise ValueError("expected one subgraph")
+    sg = m.subgraphs[0]
+    ops = _op_names(m)
+
+    # fp16 constant -> DEQUANTIZE -> fp32 tensor  ==>  fp32 constant
+    kept_ops = []
+    for op in sg.operators:
+        if ops[op.opcodeIndex] == "DEQUANTIZE":
+            src = sg.tensors[op.inputs[0]]
+            data = m.buffers[src.buffer].data
+            if src.type == schema.TensorType.FLOAT16 and data is not None and len(data):
+                dst = sg.tensors[op.outputs[0]]
+                values = np.frombuffer(bytes(bytearray(data)), dtype=np.float16)
+                buf = schema.BufferT()
+                buf.data = np.frombuffer(values.astype(np.float32).tobytes(), dtype=np.uint8)
+                dst.buffer = len(m.buffers)
+                m.buffers.append(buf)
+                continue
+        kept_ops.append(op)
+    sg.operators = kept_ops
+
+    from edge import graph
+
+    # prune to the wanted outputs (edge/graph.py's dependency walk)
+    by_name = {sg.tensors[i].name.decode(): int(i) for i in sg.outputs}
+    keep = [by_name[name] for name in keep_outputs]
+    needed_ops, needed = graph.needed(sg, keep)
+    sg.operators = [op for i, op in enumerate(sg.operators) if i in needed_ops]
+
+    # compact: renumber tensors and buffers that are still used
+    used = sorted(set(int(i) for i in sg.inputs) | needed)
+    remap = {old: new for new, old in enumerate(used)}
+    sg.tensors = [sg.tensors[i] for i in used]
+    for op in sg.operators:
+        op.inputs = np.array([remap[int(t)] if t >= 0 else -1 for t in op.inputs], dtype=np.int32)
+        op.outputs = np.array([remap[int(t)] for t in op.outputs], dtype=np.int32)
+    sg.inputs = np.array([remap[int(t)] for t in sg.inputs], dtype=np.int32)
+    sg.outputs = np.array([remap[t] for t in keep], dtype=np.int32)
+    used_buffers = sorted({0} | {t.buffer for t in sg.tensors})
+    bremap = {old: new for new, old in enumerate(used_buffers)}
+    m.buffers = [m.buffers[b] for b in used_buffers]
+    for t in sg.tensors:
+        t.buffer = bremap[t.buffer]
+    used_codes = sorted({op.opcodeIndex for op in sg.operators})
+    cremap = {old: new for new, old in enumerate(used_codes)}
+    m.operatorCodes = [m.operatorCodes[c] for c in used_codes]
+    for op in sg.operators:
+        op.opcodeIndex = cremap[op.opcodeIndex]
+    m.metadata = None  # metadata entries point at buffers; the MediaPipe files carry none needed
+    m.metadataBuffer = None
+
+    # serving_default signature
+    def tensor_map(name: str, index: int):
+        tm = schema.TensorMapT()
+        tm.name = name
+        tm.tensorIndex = index
+        return tm
+
+    sig = schema.SignatureDefT()
+    sig.signatureKey = SIGNATURE
+    sig.subgraphIndex = 0
+    sig.inputs = [tensor_map("input_1", int(sg.inputs[0]))]
+    sig.outputs = [
+        tensor_map(role, int(t)) for role, t in zip(keep_outputs.values(), sg.outputs, strict=True)
+    ]
+    m.signatureDefs = [sig]
+    return _pack(m)
+
+
+def inline_buffers(model: bytes) -> bytes:
+    """The quantizer writes constant data after the flatbuffer (buffers with offset/size); an
+    object-API round trip (``edge/graph.py`` prunes that way at load time) would drop it, so
+    put the data back inside the buffers."""
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    moved = 0
+    for buf in m.buffers:
+        if buf.offset and buf.offset > 1:
+            buf.data = np.frombuffer(model[buf.offset : buf.offset + buf.size], dtype=np.uint8)
+            buf.offset, buf.size = 0, 0
+            moved += 1
+    return _pack(m) if moved else model
+
+
+def op_table(model: bytes) -> list[tuple[int, str, str]]:
+    """(index, op name, name of its first output tensor) for every operator."""
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    sg, ops = m.subgraphs[0], _op_names(m)
+    return [(i, ops[op.opcodeIndex], sg.tensors[op.outputs[0]].name.decode())
+            for i, op in enumerate(sg.operators)]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. calibration crops, taken by the pipeline itself
+
+
+class _CropGrabber:
+    """Wraps ``LandmarkModel.infer`` to keep a copy of every model input the pipeline writes."""
+
+    def __init__(self, estimator):
+        self.crops: list[np.ndarray] = []
+        self.estimator = estimator
+        self._infer = estimator.infer
+        self.keep = True
+        estimator.infer = self._grab
+
+    def _grab(self) -> None:
+        if self.keep:
+            # uint8 keeps the set small; the crop is exactly k/255 with k in 0..255
+            self.crops.append(np.rint(self.estimator.model.input_view() * 255.0).astype(np.uint8))
+        self._infer()
+
+
+def collect_crops(media: Path, per_video: int, seed: int = 0, log=print) -> np.ndarray:
+    """(N, 256, 256, 3) uint8 RGB crops: the estimator inputs of the float pipeline in video mode
+    (tracking, as deployed) on the calibration videos, up to ``per_video`` evenly spread frames
+    each, plus static-mode crops of the annotated photos. Never the held-out ``media/images``."""
+    import cv2
+
+    from edge import PoseEstimator
+
+    est = PoseEstimator(tracking=True, num_threads=2)
+    grab = _CropGrabber(est.estimator)
+    for name in CALIB_VIDEOS:
+        path = media / "video" / name
+        cap = cv2.VideoCapture(str(path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 1
+        stride = max(1, total // per_video)
+        est.reset()
+        before, index = len(grab.crops), 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            grab.keep = index % stride == 0
+            est.process(frame, timestamp_ms=index * 33.333)
+            index += 1
+        cap.release()
+        log(f"  {name}: {len(grab.crops) - before} crops from {index} frames")
+    static = PoseEstimator(tracking=False, num_threads=2)
+    grab_static = _CropGrabber(static.estimator)
+    photos = sorted(
+        p for p in (media / "annotated").rglob("*") if p.suffix.lower() in (".jpg", ".png")
+    )
+    for p in photos:
+        frame = cv2.imread(str(p))
+        if frame is not None:
+            static.process(frame)
+    log(f"  annotated photos: {len(grab_static.crops)} crops from {len(photos)} photos")
+    crops = np.stack(grab.crops + grab_static.crops)
+    np.random.default_rng(seed).shuffle(crops)  # the calibrator's min/max is a moving average
+    return crops
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. quantization (runs where ai_edge_quantizer is installed)
+
+ACT8 = {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"}
+W8 = {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"}
+STATIC8 = {"activation_tensor_config": ACT8, "weight_tensor_config": W8,
+           "compute_precision": "INTEGER", "explicit_dequantize": False}  # fmt: skip
+DYNAMIC8 = {"weight_tensor_config": W8, "compute_precision": "INTEGER",
+            "explicit_dequantize": False}  # fmt: skip
+# Ops kept in float, by (a regex on) their output tensor's name
+FIRST_CONV = r"model_1/model/re_lu/Relu6;"
+HEADS = [r"convld_3d", r"convworld_3d", r"conv_poseflag", r"activation_poseflag", r"^Identity"]
+RECIPES = {
+    # everything static int8 (activations per tensor, weights per channel)
+    "a8w8": [],
+    # + regression heads (landmarks, world, flag) and the heatmap conv in float
+    "a8w8-heads": HEADS,
+    # + the first conv in float
+    "a8w8-heads-first": HEADS + [FIRST_CONV],
+}
+
+
+def build_recipe(name: str, extra_float: list[str] = ()) -> list[dict]:
+    if name == "dynamic":
+        return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
+                 "op_config": DYNAMIC8}]  # fmt: skip
+    base = name.split("+")[0]
+    recipe = [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
+               "op_config": STATIC8}]  # fmt: skip
+    for regex in list(RECIPES[base]) + list(extra_float):
+        recipe.append({"regex": regex, "operation": "*", "algorithm_key": "no_quantize"})
+    # float32 model input and outputs (QUANTIZE / DEQUANTIZE inside the graph): the pipeline
+    # writes float crops and decodes float outputs
+    for io in ("INPUT", "OUTPUT"):
+        recipe.append({"regex": ".*", "operation": io, "algorithm_key": "no_quantize"})
+    return recipe
+
+
+def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
+                  log=print) -> bytes:  # fmt: skip
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from ai_edge_quantizer import calibrator, quantizer
+
+    qt = quantizer.Quantizer(bytearray(float_model), recipe)
+    if not qt.need_calibration:
+        return bytes(qt.quantize(enable_progress_report=False).quantized_model)
+    scale = np.float32(1.0 / 255.0)
+    data = {SIGNATURE: [{"input_1": (c[None].astype(np.float32) * scale)} for c in crops]}
+    kwargs = {}
+    if update == "minmax":  # global min/max over the whole set instead of a moving average
+
+        def minmax(old, new):
+            if not old:
+                return new
+            return {"min": np.minimum(old["min"], new["min"]),
+                    "max": np.maximum(old["max"], new["max"])}  # fmt: skip
+
+        kwargs["qsv_update_func"] = minmax
+    calib = calibrator.Calibrator(bytearray(float_model), num_threads=2, **kwargs)
+    t = time.perf_counter()
+    calib.calibrate(data, qt._recipe_manager)  # Quantizer.calibrate() with a custom update
+    log(f"  calibrated on {len(crops)} crops in {time.perf_counter() - t:.0f} s")
+    result = qt.quantize(calib.get_model_qsvs(), enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def _quantize_stage(args) -> None:
+    """Hidden entry point run under --quantizer-python."""
+    crops = np.load(args.crops)
+    recipe = json.loads(Path(args.recipe_json).read_text())
+    out = run_quantizer(Path(args.float_in).read_bytes(), crops, recipe, args.update)
+    Path(args.stage_out).write_bytes(out)
+
+
+def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
+             quantizer_python: str | None, log=print) -> bytes:  # fmt: skip
+    try:
+        import ai_edge_quantizer  # noqa: F401
+
+        return run_quantizer(float_model, crops, recipe, update, log)
+    except ImportError:
+        if not quantizer_python:
+            raise SystemExit(
+                "ai_edge_quantizer is not installed here: pip install ai-edge-quantizer==0.10.0 "
+                "(here or in a scratch venv, then pass --quantizer-python VENV/bin/python)"
+            ) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "float.tflite").write_bytes(float_model)
+        np.save(tmp / "crops.npy", crops)
+        (tmp / "recipe.json").write_text(json.dumps(recipe))
+        cmd = [quantizer_python, str(Path(__file__).resolve()), "--stage", "quantize",
+               "--float-in", str(tmp / "float.tflite"), "--crops", str(tmp / "crops.npy"),
+               "--recipe-json", str(tmp / "recipe.json"), "--update", update,
+               "--stage-out", str(tmp / "out.tflite")]  # fmt: skip
+        subprocess.run(cmd, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        return (tmp / "out.tflite").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. verification through the pipeline's own decode
+
+
+def torso(lm: np.ndarray) -> float:
+    shoulders = (lm[11, :2] + lm[12, :2]) / 2
+    hips = (lm[23, :2] + lm[24, :2]) / 2
+    return float(np.linalg.norm(shoulders - hips))
+
+
+def landmark_error(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Mean 2D distance over the 33 landmarks / the reference's torso length."""
+    return float(np.linalg.norm(ours[:33, :2] - ref[:33, :2], axis=1).mean()) / torso(ref)
+
+
+def evaluate(candidate: Path, media: Path, reference: Path = REFERENCE) -> dict:
+    """Float vs ``candidate`` estimator on the held-out photos, on the same crop (the float
+    detector's ROI), decoded by ``edge.landmarks`` with heatmap refinement; also against
+    MediaPipe's reference landmarks for those photos."""
+    import cv2
+
+    from edge.detector import Detector
+    from edge.landmarks import LandmarkModel
+    from edge.models import locate
+    from edge.tracking import roi_from_detection
+
+    ref = {item["file"]: item["pose"] for item in json.loads(reference.read_text())["images"]}
+    detector = Detector(locate("pose_detection"), 2)
+    ref_model = LandmarkModel(locate("pose_landmark_full"), 2)
+    cand_model = LandmarkModel(candidate, 2)
+    rows = []
+    for name in sorted(ref):
+        frame = cv2.imread(str(media / "images" / name))
+        detections = detector.detect(frame)
+        if not detections:
+            rows.append({"file": name, "float": False, "int8": False, "mp": ref[name] is not None})
+            continue
+        rect = roi_from_detection(detections[0])
+        a = ref_model.estimate(frame, rect)
+        b = cand_model.estimate(frame, rect)
+        row = {"file": name, "float": a is not None, "int8": b is not None,
+               "mp": ref[name] is not None}  # fmt: skip
+        if a is not None and b is not None:
+            la, lb = a.landmarks, b.landmarks
+            row["vs_float"] = landmark_error(lb, la)
+            row["vis"] = float(np.abs(lb[:33, 3] - la[:33, 3]).max())
+            row["world_cm"] = float(np.abs(b.world[:33] - a.world[:33]).mean() * 100)
+            row["flag"] = abs(a.score - b.score)
+            if ref[name] is not None:
+                mp = np.array(ref[name]["landmarks"], dtype=np.float64)
+                row["vs_mp"] = landmark_error(lb, mp)
+                row["float_vs_mp"] = landmark_error(la, mp)
+        rows.append(row)
+    scored = [r for r in rows if "vs_float" in r]
+    summary = {
+        "images": len(rows),
+        "compared": len(scored),
+        "presence_mismatch": [r["file"] for r in rows if r["float"] != r["int8"]],
+        "mean_vs_float": float(np.mean([r["vs_float"] for r in scored])),
+        "median_vs_float": float(np.median([r["vs_float"] for r in scored])),
+        "worst_vs_float": max((r["vs_float"], r["file"]) for r in scored),
+        "mean_vs_mp": float(np.mean([r["vs_mp"] for r in scored if "vs_mp" in r])),
+        "worst_vs_mp": max((r["vs_mp"], r["file"]) for r in scored if "vs_mp" in r),
+        "float_mean_vs_mp": float(np.mean([r["float_vs_mp"] for r in scored if "vs_mp" in r])),
+        "max_vis": max(r["vis"] for r in scored),
+        "mean_world_cm": float(np.mean([r["world_cm"] for r in scored])),
+        "max_flag": max(r["flag"] for r in scored),
+    }
+    return {"summary": summary, "rows": rows}
+
+
+def bench(models: dict[str, Path], threads=(1, 2), runs: int = 200, rounds: int = 5) -> dict:
+    """Estimator invoke time (ms), interleaved: for each round, each model runs ``runs`` times on
+    a real crop; best round's median and the overall minimum per model and thread count."""
+    from edge.landmarks import LandmarkModel
+
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 256, 3), dtype=np.float32)
+    out = {}
+    for n in threads:
+        loaded = {k: LandmarkModel(p, n) for k, p in models.items()}
+        for m in loaded.values():
+            m.model.input_view()[:] = x
+            for _ in range(20):
+                m.infer()
+        times = {k: [] for k in loaded}
+        for _ in range(rounds):
+            for k, m in loaded.items():
+                t = []
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    m.infer()
+                    t.append(time.perf_counter() - t0)
+                times[k].append(t)
+        for k, ts in times.items():
+            out[(k, n)] = {"median_ms": min(float(np.median(t)) for t in ts) * 1e3,
+                           "min_ms": min(min(t) for t in ts) * 1e3}  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="where to write the int8 model")
+    parser.add_argument("--recipe", default="a8w8-heads",
+                        help=f"one of {', '.join(RECIPES)}, or dynamic")  # fmt: skip
+    parser.add_argument("--keep-float", action="append", default=[], metavar="REGEX",
+                        help="also keep ops whose output tensor name matches REGEX in float")  # fmt: skip
+    parser.add_argument("--update", choices=("ema", "minmax"), default="minmax",
+                        help="activation ranges: the quantizer's moving average, or global min/max")  # fmt: skip
+    parser.add_argument("--per-video", type=int, default=80, help="calibration crops per video")
+    parser.add_argument("--crops-cache", type=Path, help="reuse/save the calibration crops (.npy)")
+    parser.add_argument("--tolerance", type=float, default=0.03,
+                        help="max mean landmark error vs float, share of torso (0.03 = 3%%)")  # fmt: skip
+    parser.add_argument("--worst-tolerance", type=float, default=0.10,
+                        help="max error vs float on any one held-out photo")  # fmt: skip
+    parser.add_argument("--float-out", type=Path, help="also write the prepared fp32 graph")
+    parser.add_argument("--quantizer-python", help="python of a venv with ai-edge-quantizer")
+    parser.add_argument("--bench", type=int, default=0, metavar="N",
+                        help="also time invoke (N runs x 5 rounds, 1 and 2 threads) vs float")  # fmt: skip
+    parser.add_argument("--evaluate", type=Path, metavar="MODEL",
+                        help="only evaluate (and --bench) an existing model file")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="write the evaluation as JSON")
+    # hidden: the quantization step run under --quantizer-python
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    for hidden in ("--float-in", "--crops", "--recipe-json", "--stage-out"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage == "quantize":
+        _quantize_stage(args)
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    media = media_dir()
+    if not (media / "images").is_dir():
+        raise SystemExit(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA)")
+
+    if args.evaluate:
+        candidate = args.evaluate
+    else:
+        if not args.out:
+            parser.error("--out is required (or --evaluate MODEL)")
+        float_model = prepare_float(FLOAT_MODEL.read_bytes())
+        if args.float_out:
+            args.float_out.write_bytes(float_model)
+        if args.crops_cache and args.crops_cache.is_file():
+            crops = np.load(args.crops_cache)
+            print(f"calibration crops: {len(crops)} from {args.crops_cache}")
+        else:
+            print("collecting calibration crops with the float pipeline:")
+            crops = collect_crops(media, args.per_video)
+            if args.crops_cache:
+                np.save(args.crops_cache, crops)
+            print(f"calibration crops: {len(crops)}")
+        recipe = build_recipe(args.recipe, args.keep_float)
+        print(f"quantizing with recipe {args.recipe} (+ float: {args.keep_float or 'none'}), "
+              f"activation ranges: {args.update}")  # fmt: skip
+        model = quantize(float_model, crops, recipe, args.update, args.quantizer_python)
+        candidate = args.out.with_suffix(".candidate.tflite")
+        candidate.write_bytes(inline_buffers(model))
+
+    result = evaluate(candidate, media)
+    s = result["summary"]
+    print(f"held-out photos: {s['images']}, compared {s['compared']}; "
+          f"pose found differently: {s['presence_mismatch'] or 'none'}")  # fmt: skip
+    print(f"  vs float:     mean {s['mean_vs_float']:.2%}  median {s['median_vs_float']:.2%}  "
+          f"worst {s['worst_vs_float'][0]:.2%} ({s['worst_vs_float'][1]}) of torso")  # fmt: skip
+    print(f"  vs MediaPipe: mean {s['mean_vs_mp']:.2%}  worst {s['worst_vs_mp'][0]:.2%} "
+          f"({s['worst_vs_mp'][1]}); float vs MediaPipe {s['float_mean_vs_mp']:.2%}")  # fmt: skip
+    print(f"  visibility max diff {s['max_vis']:.3f}, world mean diff {s['mean_world_cm']:.2f} cm, "
+          f"flag max diff {s['max_flag']:.4f}")  # fmt: skip
+    timing = {}
+    if args.bench:
+        timing = bench({"float (pruned)": FLOAT_MODEL, "candidate": candidate}, runs=args.bench)
+        for (k, n), v in timing.items():
+            print(f"  invoke {k:15s} {n} thread(s): median {v['median_ms']:.2f} ms, "
+                  f"min {v['min_ms']:.2f} ms")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"summary": s, "rows": result["rows"],
+             "timing": {f"{k} x{n}": v for (k, n), v in timing.items()},
+             "size": candidate.stat().st_size}, indent=1))  # fmt: skip
+
+    ok = (s["mean_vs_float"] <= args.tolerance and s["worst_vs_float"][0] <= args.worst_tolerance
+          and not s["presence_mismatch"])  # fmt: skip
+    if args.evaluate:
+        return 0 if ok else 1
+    if not ok:
+        print(f"REFUSED: drift beyond tolerance (mean <= {args.tolerance:.1%}, worst <= "
+              f"{args.worst_tolerance:.1%}, same presence); {args.out} not written "
+              f"(the candidate is left at {candidate} for inspection)", file=sys.stderr)  # fmt: skip
+        return 1
+    os.replace(candidate, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
