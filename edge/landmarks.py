@@ -1,8 +1,9 @@
 """Landmark estimator: BlazePose full (``pose_landmark_full.tflite``) on a rotated 256x256 ROI.
 
-frame + ROI -> affine warp into the model input (RGB, [0, 1], Numba) -> model -> 39 landmarks
-(x, y, z, visibility, presence), refined from the heatmap and projected back to image pixels through
-the ROI; world landmarks (metres, hip origin) turned by the ROI's rotation; the pose flag.
+frame + ROI -> crop into the model input (RGB, [0, 1], the Numba kernel) -> model -> 39 landmarks
+(x, y, z, visibility, presence), refined from the heatmap and projected back through the ROI to
+fractions of the image (``LandmarkResult.landmarks`` gives pixels); world landmarks (metres, hip
+origin) turned by the ROI's rotation; the pose flag.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from . import kernels
 from .roi import (
     F,
     Rect,
-    Roi,
     pad_roi,
     project_to_image,
     rect_to_roi,
@@ -196,7 +196,3 @@ class LandmarkModel:
             self.infer()
         with sw("estimator_post"):
             return self.postprocess(rect, padding, frame_bgr.shape, segmentation)
-
-
-def roi_in_pixels(result: LandmarkResult) -> Roi:
-    return rect_to_roi(result.rect, *result.image_size)
