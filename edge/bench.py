@@ -1,8 +1,11 @@
 """``blazepose-edge bench``: how fast the pipeline runs on this board, stage by stage.
 
-Decodes a video, runs video mode (tracking + smoothing) on every frame after a warm-up, and
-reports per-stage latency (p50/p95/p99), end-to-end FPS, the share of frames that ran the
-detector, CPU use, peak RSS and, on a Raspberry Pi, the SoC temperature and throttling flags.
+Decodes a video in a capture thread (as the daemon does), runs video mode (tracking + smoothing)
+on every frame after a warm-up, and reports per-stage latency (p50/p95/p99; ``frame`` is the
+pipeline's time per frame, from taking it to its encoded message; ``decode`` runs alongside in
+the capture thread; ``wait`` is time spent waiting for a decoded frame), end-to-end FPS, the share
+of frames that ran the detector, CPU use, peak RSS and, on a Raspberry Pi, the SoC temperature
+and throttling flags.
 Writes a JSON report and a PNG of the latency distribution per stage if asked.
 """
 
@@ -22,11 +25,13 @@ import numpy as np
 from . import __version__, models
 from .pipeline import PoseEstimator
 from .publish import pose_json
+from .sources import FrameGrabber
+from .sources.opencv import VideoCaptureSource
 from .telemetry import soc_temperature, throttled_flags
 
 SCHEMA_VERSION = 1
 STAGES = (
-    "decode", "detector_pre", "detector_invoke", "detector_post",
+    "decode", "wait", "detector_pre", "detector_invoke", "detector_post",
     "estimator_pre", "estimator_invoke", "estimator_post", "smoothing", "publish", "frame",
 )  # fmt: skip
 
@@ -60,6 +65,22 @@ def machine() -> dict:
     }
 
 
+class _TimedVideo(VideoCaptureSource):
+    """A looping video file whose decode times are recorded (in the capture thread)."""
+
+    def __init__(self, path: str):
+        if not Path(path).is_file():
+            raise OSError(f"cannot open video {path}")
+        super().__init__(path, "file", loop=True)
+        self.decode_ms: list[float] = []
+
+    def read(self):
+        t0 = time.perf_counter()
+        frame = super().read()
+        self.decode_ms.append((time.perf_counter() - t0) * 1000)
+        return frame
+
+
 def percentiles(values) -> dict:
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
@@ -91,10 +112,9 @@ def run(
     warmup: int = 30,
     show_progress: bool = True,
 ) -> dict:
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise OSError(f"cannot open video {source}")
-    fps_file = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    video = _TimedVideo(source)
+    video.open()
+    grabber = FrameGrabber(video)  # decoding runs in its own thread, as in the daemon
     est = PoseEstimator(variant=variant, num_threads=threads, tracking=True)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     temps = [t for t in [soc_temperature()] if t is not None]
@@ -104,39 +124,42 @@ def run(
     index = 0
     measured = 0
     t_start = None
-    while measured < frames:
-        t0 = time.perf_counter()
-        ok, frame = cap.read()
-        if not ok:  # loop short clips
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = cap.read()
-            if not ok:
-                raise OSError(f"cannot decode {source}")
-        t1 = time.perf_counter()
-        poses = est.process(frame, timestamp_ms=index * 1000.0 / fps_file)
-        t2 = time.perf_counter()
-        h, w = frame.shape[:2]
-        pose_json("bench", index, time.time(), w, h, poses)
-        t3 = time.perf_counter()
-        if index == warmup:
-            t_start = t0
-            cpu0 = os.times()
-            est.tracker.frames = est.tracker.detector_runs = 0
-        if index >= warmup:
-            measured += 1
-            samples["decode"].append((t1 - t0) * 1000)
-            for stage, ms in est.timings.items():
-                samples[stage].append(ms)
-            samples["publish"].append((t3 - t2) * 1000)
-            samples["frame"].append((t3 - t0) * 1000)
-        index += 1
-        if show_progress and (index % 10 == 0 or measured == frames):
-            elapsed = time.perf_counter() - (t_start or t0)
-            progress(index, total, measured / elapsed if t_start and elapsed > 0 else 0.0)
-        if index % 30 == 0:
-            for value, store in ((soc_temperature(), temps), (throttled_flags(), throttled)):
-                if value is not None:
-                    store.append(value)
+    grabber.start()
+    try:
+        while measured < frames:
+            t0 = time.perf_counter()
+            frame = grabber.get(timeout=10.0)
+            if frame is None:
+                raise OSError(f"no frame from {source} in 10 s")
+            t1 = time.perf_counter()
+            poses = est.process(frame.image, timestamp_ms=frame.pts_ms)
+            t2 = time.perf_counter()
+            h, w = frame.image.shape[:2]
+            pose_json("bench", frame.index, frame.ts, w, h, poses)
+            t3 = time.perf_counter()
+            if index == warmup:
+                t_start = t0
+                cpu0 = os.times()
+                est.tracker.frames = est.tracker.detector_runs = 0
+                video.decode_ms.clear()
+            if index >= warmup:
+                measured += 1
+                samples["wait"].append((t1 - t0) * 1000)
+                for stage, ms in est.timings.items():
+                    samples[stage].append(ms)
+                samples["publish"].append((t3 - t2) * 1000)
+                samples["frame"].append((t3 - t1) * 1000)
+            index += 1
+            if show_progress and (index % 10 == 0 or measured == frames):
+                elapsed = time.perf_counter() - (t_start or t0)
+                progress(index, total, measured / elapsed if t_start and elapsed > 0 else 0.0)
+            if index % 30 == 0:
+                for value, store in ((soc_temperature(), temps), (throttled_flags(), throttled)):
+                    if value is not None:
+                        store.append(value)
+    finally:
+        grabber.stop()
+    samples["decode"] = list(video.decode_ms)
     wall = time.perf_counter() - t_start
     cpu1 = os.times()
     if show_progress:
