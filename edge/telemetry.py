@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -35,9 +36,13 @@ def throttled_flags() -> int | None:
 
 
 class Telemetry:
-    """Collects per-frame stage timings (ms) and summarises them over a sliding window."""
+    """Collects per-frame stage timings (ms) and summarises them over a sliding window.
+
+    ``record`` runs in the pipeline thread and ``summary`` in the stats thread: a lock keeps the
+    window consistent."""
 
     def __init__(self, window: int = 300):
+        self._lock = threading.Lock()
         self.samples: dict[str, deque] = {}
         self.window = window
         self.frames = 0
@@ -50,26 +55,29 @@ class Telemetry:
             self._process.cpu_percent(None)  # start the CPU measurement interval
 
     def record(self, timings: dict[str, float]) -> None:
-        self.frames += 1
-        for stage, ms in timings.items():
-            self.samples.setdefault(stage, deque(maxlen=self.window)).append(ms)
+        with self._lock:
+            self.frames += 1
+            for stage, ms in timings.items():
+                self.samples.setdefault(stage, deque(maxlen=self.window)).append(ms)
 
     def summary(self) -> dict:
-        now = time.monotonic()
+        with self._lock:
+            now = time.monotonic()
+            frames = self.frames
+            window = {stage: np.array(v) for stage, v in self.samples.items() if v}
         elapsed = max(now - self._last_time, 1e-9)
-        fps = (self.frames - self._last_frames) / elapsed
-        self._last_frames, self._last_time = self.frames, now
+        fps = (frames - self._last_frames) / elapsed
+        self._last_frames, self._last_time = frames, now
         latency = {
             stage: {
                 "p50": round(float(np.percentile(v, 50)), 2),
                 "p95": round(float(np.percentile(v, 95)), 2),
             }
-            for stage, v in self.samples.items()
-            if v
+            for stage, v in window.items()
         }
         out = {
             "uptime_s": round(now - self.started, 1),
-            "frames": self.frames,
+            "frames": frames,
             "fps": round(fps, 2),
             "bad_frames": self.bad_frames,
             "latency_ms": latency,

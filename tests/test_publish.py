@@ -93,3 +93,30 @@ def test_sd_notify_and_watchdog(tmp_path, monkeypatch):
 def test_notify_without_systemd_is_a_no_op(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert notify("READY=1") is False
+
+
+def test_telemetry_summary_while_recording():
+    """The stats thread summarises while the pipeline records new stages: no race."""
+    import threading
+
+    from edge.telemetry import Telemetry
+
+    tel = Telemetry(window=50)
+    stop = threading.Event()
+
+    def pipeline():
+        i = 0
+        while not stop.is_set():
+            tel.record({"estimator_invoke": 5.0, f"stage_{i % 3000}": 1.0})  # new stages appear
+            i += 1
+
+    t = threading.Thread(target=pipeline)
+    t.start()
+    try:
+        for _ in range(10):
+            summary = tel.summary()
+            assert summary["frames"] >= 0 and "latency_ms" in summary
+    finally:
+        stop.set()
+        t.join()
+    assert tel.summary()["latency_ms"]["estimator_invoke"]["p50"] == 5.0
