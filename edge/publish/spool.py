@@ -39,10 +39,6 @@ class Record:
     payload: bytes
 
 
-class SpoolFullError(RuntimeError):
-    pass
-
-
 def _crc(seq: int, ts: float, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<Qd", seq, ts)))
 
@@ -166,30 +162,32 @@ class Spool:
         with contextlib.suppress(FileNotFoundError):
             seg.path.unlink()
 
+    def _drop_oldest_segment(self) -> int:
+        """Remove the oldest segment; return how many undelivered messages went with it."""
+        seg = self.segments.pop(0)
+        lost = max(0, seg.last - max(self.acked, seg.first - 1))
+        self.acked = max(self.acked, seg.last)
+        self._remove(seg)
+        return lost
+
     def _enforce_limits(self) -> None:
         while self.segments and self.size > self.max_bytes and len(self.segments) > 1:
-            seg = self.segments.pop(0)
-            lost = seg.last - max(self.acked, seg.first - 1)
-            if lost > 0:
+            lost = self._drop_oldest_segment()
+            if lost:
                 self.dropped_full += lost
                 log.warning("spool full: dropped %d oldest undelivered messages", lost)
-            self.acked = max(self.acked, seg.last)
-            self._remove(seg)
         cutoff = time.time() - self.max_age_s
         while (
             len(self.segments) > 1
             and self.segments[1].oldest_ts is not None
             and self.segments[1].oldest_ts < cutoff
         ):
-            seg = self.segments.pop(0)
-            lost = seg.last - max(self.acked, seg.first - 1)
-            if lost > 0:
+            lost = self._drop_oldest_segment()
+            if lost:
                 self.dropped_age += lost
                 log.warning(
                     "spool: dropped %d undelivered messages older than %.0f s", lost, self.max_age_s
                 )
-            self.acked = max(self.acked, seg.last)
-            self._remove(seg)
 
     # --- writing ----------------------------------------------------------------------------------
 
