@@ -91,7 +91,13 @@ class MqttPublisher:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=spool is None
         )
-        client.enable_logger(logging.getLogger("paho"))
+        paho_log = logging.getLogger(f"paho.{client_id}")
+        # paho 2.2 logs an ERROR from its loop thread when a clean disconnect wins the race
+        # against its last loop pass; that is not an error for us
+        paho_log.addFilter(
+            lambda r: not (self._stopping and r.getMessage().startswith("Client is not connected"))
+        )
+        client.enable_logger(paho_log)
         client.will_set(self.topic_status, "offline", qos=cfg.qos_status, retain=True)
         if cfg.username:
             client.username_pw_set(cfg.username, read_password(cfg))
