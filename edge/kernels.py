@@ -10,6 +10,7 @@ directory is read-only (the systemd unit does).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -234,3 +235,98 @@ def refine_from_heatmap(
         if peak >= floor and total > 0.0:
             landmarks[i, 0] = wc / np.float32(hw) / total
             landmarks[i, 1] = wr / np.float32(hh) / total
+
+
+@njit(cache=True, nogil=True)
+def low_pass(
+    x: np.ndarray, alpha: np.ndarray, raw: np.ndarray, value: np.ndarray, started: bool
+) -> np.ndarray:
+    """One step of MediaPipe's low-pass filter, y = alpha * x + (1 - alpha) * y_prev, elementwise.
+
+    ``x`` (any shape, contiguous) float32; ``alpha`` float32, one per element or a single one;
+    ``raw`` and ``value`` (x.size,) float32, the filter's state (last input and output), updated in
+    place. Without a previous sample (``started`` false) the output is ``x``. The arithmetic is
+    MediaPipe's: float32 state and ``alpha * x`` product, the sum in double, rounded to float32.
+    """
+    n = x.size
+    xs = x.reshape(n)
+    out = np.empty_like(x)
+    ys = out.reshape(n)
+    step = 1 if alpha.size > 1 else 0
+    for i in range(n):
+        xi = xs[i]
+        if started:
+            a = alpha[i * step]
+            yi = np.float32(np.float64(a * xi) + (1.0 - np.float64(a)) * np.float64(value[i]))
+        else:
+            yi = xi
+        raw[i] = xi
+        value[i] = yi
+        ys[i] = yi
+    return out
+
+
+@njit(cache=True, nogil=True)
+def one_euro(
+    x: np.ndarray,
+    x_raw: np.ndarray,
+    x_value: np.ndarray,
+    x_alpha: np.ndarray,
+    dx_raw: np.ndarray,
+    dx_value: np.ndarray,
+    dx_alpha: np.ndarray,
+    started: bool,
+    has_alpha: bool,
+    frequency: float,
+    value_scale: float,
+    min_cutoff: float,
+    beta: float,
+    derivate_cutoff: float,
+) -> np.ndarray:
+    """One step of MediaPipe's one-euro filter over ``x`` (any shape, contiguous, float32).
+
+    The state is two low-pass filters (``low_pass``), one for the values (``x_*``) and one for
+    their derivative (``dx_*``), each as (x.size,) float32 arrays of the last input, the last
+    output and the alpha, updated in place. ``started``: a previous sample exists (else the output
+    is ``x`` and the derivative 0); ``has_alpha``: the alphas were ever set (MediaPipe keeps the
+    previous alpha when a new one falls outside [0, 1], and has none to keep before the first
+    sample). The derivative is taken from the previous raw value, scaled by ``value_scale`` and
+    ``frequency`` (Hz); the cutoff grows with the smoothed derivative by ``beta``. Arithmetic as
+    in MediaPipe: float32 state, double intermediates, in its operation order.
+    """
+    n = x.size
+    xs = x.reshape(n)
+    out = np.empty_like(x)
+    ys = out.reshape(n)
+    te = 1.0 / frequency
+    dx_a = np.float32(1.0 / (1.0 + (1.0 / (2 * math.pi * derivate_cutoff)) / te))
+    for i in range(n):
+        xi = xs[i]
+        # the derivative, through its own low-pass filter
+        if started:
+            d = np.float32((np.float64(xi) - np.float64(x_raw[i])) * value_scale * frequency)
+        else:
+            d = np.float32(0.0)
+        if not has_alpha or (dx_a >= 0 and dx_a <= 1):
+            dx_alpha[i] = dx_a
+        if started:
+            a = dx_alpha[i]
+            ed = np.float32(np.float64(a * d) + (1.0 - np.float64(a)) * np.float64(dx_value[i]))
+        else:
+            ed = d
+        dx_raw[i] = d
+        dx_value[i] = ed
+        # the value, with a cutoff that rises with the speed
+        cutoff = min_cutoff + beta * np.float64(abs(ed))
+        xa = np.float32(1.0 / (1.0 + (1.0 / (2 * math.pi * cutoff)) / te))
+        if not has_alpha or (xa >= 0 and xa <= 1):
+            x_alpha[i] = xa
+        if started:
+            a = x_alpha[i]
+            yi = np.float32(np.float64(a * xi) + (1.0 - np.float64(a)) * np.float64(x_value[i]))
+        else:
+            yi = xi
+        x_raw[i] = xi
+        x_value[i] = yi
+        ys[i] = yi
+    return out

@@ -13,11 +13,11 @@ computes the same crops frame after frame. Every filter resets when the person i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .roi import F, alignment_rect
 
 
@@ -39,39 +39,41 @@ MIN_OBJECT_SCALE = 1e-6
 
 
 class LowPassFilter:
-    """y = alpha * x + (1 - alpha) * y_prev over an array, with float32 state (MediaPipe's)."""
+    """y = alpha * x + (1 - alpha) * y_prev, elementwise, with float32 state (MediaPipe's)."""
 
     def __init__(self, alpha: float | None = None):
-        self.alpha = None if alpha is None else np.float32(alpha)
-        self.raw: np.ndarray | None = None
+        self.alpha = None if alpha is None else np.full(1, alpha, np.float32)
+        self.raw: np.ndarray | None = None  # last input and output, flat float32
         self.value: np.ndarray | None = None
 
     def reset(self) -> None:
         self.raw = None
-        self.value = None
+        self.value = None  # the alpha stays, as in MediaPipe
+
+    def _start(self, size: int) -> bool:
+        """Whether a previous sample exists; allocates the state for a first one."""
+        if self.value is not None:
+            return True
+        self.raw = np.empty(size, np.float32)
+        self.value = np.empty(size, np.float32)
+        return False
 
     def __call__(self, x: np.ndarray, alpha: np.ndarray | float | None = None) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if alpha is not None:
             # MediaPipe ignores an alpha outside [0, 1] and keeps the previous one
-            a = np.asarray(alpha, dtype=np.float32)
+            a = np.asarray(alpha, dtype=np.float32).reshape(-1)
             keep = self.alpha if self.alpha is not None else a
             self.alpha = np.where((a >= 0) & (a <= 1), a, keep).astype(np.float32)
-        if self.value is None:
-            out = x
-        else:
-            alpha64 = np.asarray(self.alpha, dtype=np.float64)
-            out = ((self.alpha * x).astype(np.float64) + (1.0 - alpha64) * self.value).astype(
-                np.float32
-            )
-        self.raw = x
-        self.value = out
-        return out
+        started = self._start(x.size)
+        return kernels.low_pass(x, self.alpha, self.raw, self.value, started)
 
 
 class OneEuroFilter:
     """A vectorised one-euro filter (Casiez et al. 2012), in MediaPipe's formulation: the
-    derivative comes from the previous raw value, and ``value_scale`` scales only the derivative."""
+    derivative comes from the previous raw value, and ``value_scale`` scales only the derivative.
+    The state is two low-pass filters, ``x`` for the values and ``dx`` for their derivative; one
+    step is ``kernels.one_euro``."""
 
     def __init__(self, params: OneEuroParams, frequency: float = DEFAULT_FREQUENCY):
         self.params = params
@@ -86,14 +88,9 @@ class OneEuroFilter:
         self.x.reset()
         self.dx.reset()
 
-    def _alpha(self, cutoff):
-        te = 1.0 / self.frequency
-        tau = 1.0 / (2 * math.pi * np.asarray(cutoff, dtype=np.float64))
-        return 1.0 / (1.0 + tau / te)
-
     def __call__(self, value: np.ndarray, t_ns: int, value_scale: float = 1.0) -> np.ndarray:
         """Filter ``value`` observed at ``t_ns`` (integer nanoseconds)."""
-        value = np.asarray(value, dtype=np.float32)
+        value = np.ascontiguousarray(value, dtype=np.float32)
         if self.last_ns is not None and t_ns <= self.last_ns:
             return value  # repeated or out-of-order timestamp: pass through, keep the state
         if self.last_ns is not None and self.last_ns != 0 and t_ns != 0:
@@ -101,13 +98,18 @@ class OneEuroFilter:
         self.last_ns = t_ns
         if self.params.disable_value_scaling:
             value_scale = 1.0
-        if self.x.raw is None:
-            dvalue = np.zeros(value.shape, np.float64)
-        else:
-            dvalue = (value.astype(np.float64) - self.x.raw) * float(value_scale) * self.frequency
-        edvalue = self.dx(dvalue.astype(np.float32), self._alpha(self.params.derivate_cutoff))
-        cutoff = self.params.min_cutoff + self.params.beta * np.abs(edvalue).astype(np.float64)
-        return self.x(value, self._alpha(cutoff))
+        x, dx = self.x, self.dx
+        has_alpha = x.alpha is not None
+        if not has_alpha:
+            x.alpha = np.empty(value.size, np.float32)
+            dx.alpha = np.empty(value.size, np.float32)
+        started = x._start(value.size)
+        dx._start(value.size)  # the two always start and reset together
+        p = self.params
+        return kernels.one_euro(
+            value, x.raw, x.value, x.alpha, dx.raw, dx.value, dx.alpha, started, has_alpha,
+            self.frequency, float(value_scale), p.min_cutoff, p.beta, p.derivate_cutoff,
+        )  # fmt: skip
 
 
 def object_scale(norm: np.ndarray, image_size: tuple[int, int]) -> float:

@@ -1,8 +1,19 @@
 import math
 
+import cv2
 import numpy as np
+import pytest
 
-from edge.smoothing import LANDMARKS, LowPassFilter, OneEuroFilter, OneEuroParams, PoseSmoother
+from edge.smoothing import (
+    AUX_LANDMARKS,
+    LANDMARKS,
+    VISIBILITY_ALPHA,
+    WORLD_LANDMARKS,
+    LowPassFilter,
+    OneEuroFilter,
+    OneEuroParams,
+    PoseSmoother,
+)
 
 FRAME_NS = 33_333_000
 
@@ -73,3 +84,189 @@ def test_pose_smoother_always_filters_auxiliary_landmarks():
     out, _ = s(moved, world, (640, 480), 2 * FRAME_NS, body=False)
     np.testing.assert_array_equal(out[:33, :2], moved[:33, :2])  # body left raw
     assert not np.allclose(out[33:35, :2], moved[33:35, :2])  # aux filtered
+
+
+# --- the filters' arithmetic against a plain numpy reference ---------------------------------
+#
+# The reference below is the numpy implementation the Numba kernels replaced, kept verbatim: float32
+# state, double intermediates, MediaPipe's operation order. The kernels must give the same bits.
+
+
+class RefLowPassFilter:
+    def __init__(self, alpha=None):
+        self.alpha = None if alpha is None else np.float32(alpha)
+        self.raw = None
+        self.value = None
+
+    def reset(self):
+        self.raw = None
+        self.value = None
+
+    def __call__(self, x, alpha=None):
+        x = np.asarray(x, dtype=np.float32)
+        if alpha is not None:
+            a = np.asarray(alpha, dtype=np.float32)
+            keep = self.alpha if self.alpha is not None else a
+            self.alpha = np.where((a >= 0) & (a <= 1), a, keep).astype(np.float32)
+        if self.value is None:
+            out = x
+        else:
+            alpha64 = np.asarray(self.alpha, dtype=np.float64)
+            out = ((self.alpha * x).astype(np.float64) + (1.0 - alpha64) * self.value).astype(
+                np.float32
+            )
+        self.raw = x
+        self.value = out
+        return out
+
+
+class RefOneEuroFilter:
+    def __init__(self, params, frequency=30.0):
+        self.params = params
+        self.initial_frequency = frequency
+        self.x = RefLowPassFilter()
+        self.dx = RefLowPassFilter()
+        self.reset()
+
+    def reset(self):
+        self.frequency = self.initial_frequency
+        self.last_ns = None
+        self.x.reset()
+        self.dx.reset()
+
+    def _alpha(self, cutoff):
+        te = 1.0 / self.frequency
+        tau = 1.0 / (2 * math.pi * np.asarray(cutoff, dtype=np.float64))
+        return 1.0 / (1.0 + tau / te)
+
+    def __call__(self, value, t_ns, value_scale=1.0):
+        value = np.asarray(value, dtype=np.float32)
+        if self.last_ns is not None and t_ns <= self.last_ns:
+            return value
+        if self.last_ns is not None and self.last_ns != 0 and t_ns != 0:
+            self.frequency = 1.0 / ((t_ns - self.last_ns) * 1e-9)
+        self.last_ns = t_ns
+        if self.params.disable_value_scaling:
+            value_scale = 1.0
+        if self.x.raw is None:
+            dvalue = np.zeros(value.shape, np.float64)
+        else:
+            dvalue = (value.astype(np.float64) - self.x.raw) * float(value_scale) * self.frequency
+        edvalue = self.dx(dvalue.astype(np.float32), self._alpha(self.params.derivate_cutoff))
+        cutoff = self.params.min_cutoff + self.params.beta * np.abs(edvalue).astype(np.float64)
+        return self.x(value, self._alpha(cutoff))
+
+
+def reference_smoother() -> PoseSmoother:
+    """PoseSmoother with the reference filters in place of the Numba-backed ones."""
+    s = PoseSmoother()
+    s.landmarks = RefOneEuroFilter(s.landmarks.params)
+    s.aux = RefOneEuroFilter(s.aux.params)
+    s.world = RefOneEuroFilter(s.world.params)
+    s.visibility = RefLowPassFilter(VISIBILITY_ALPHA)
+    s.aux_visibility = RefLowPassFilter(VISIBILITY_ALPHA)
+    return s
+
+
+def assert_same_bits(a, b):
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def random_timestamps(rng, n):
+    """Mostly 30 fps with jitter; some gaps, repeats, steps back and a timestamp of 0."""
+    steps = rng.choice(
+        [33_333_000, 16_000_000, 40_000_000, 250_000_000, 1_000, 0, -5_000_000],
+        p=[0.6, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05],
+        size=n,
+    )
+    steps = steps + rng.integers(-2_000_000, 2_000_000, n) * (steps > 1_000)
+    t = np.cumsum(steps) + 10 * 33_333_000
+    t[rng.integers(0, n)] = 0
+    return [int(v) for v in t]
+
+
+@pytest.mark.parametrize("params", [LANDMARKS, AUX_LANDMARKS, WORLD_LANDMARKS])
+def test_one_euro_kernel_matches_numpy_reference_on_random_sequence(params):
+    rng = np.random.default_rng(7)
+    new, ref = OneEuroFilter(params), RefOneEuroFilter(params)
+    stamps = random_timestamps(rng, 3000)
+    value = rng.uniform(0, 1000, (33, 3))
+    for i, t_ns in enumerate(stamps):
+        value = value + rng.normal(0, rng.choice([0.1, 3.0, 80.0]), value.shape)  # random walk
+        if rng.random() < 0.02:
+            value = rng.uniform(-1e4, 1e4, value.shape)  # jump
+        x = value.astype(np.float32)
+        scale = float(rng.choice([1.0, 1 / 37.5, 1 / 400.0, 1e-3]))
+        if rng.random() < 0.01:
+            new.reset()
+            ref.reset()
+        assert_same_bits(new(x, t_ns, scale), ref(x, t_ns, scale))
+        assert new.frequency == ref.frequency, i
+
+
+def test_low_pass_kernel_matches_numpy_reference():
+    rng = np.random.default_rng(8)
+    new, ref = LowPassFilter(VISIBILITY_ALPHA), RefLowPassFilter(VISIBILITY_ALPHA)
+    for _ in range(2000):
+        x = rng.uniform(-10, 10, 33).astype(np.float32)
+        alpha = None
+        if rng.random() < 0.1:  # per-element alphas, some outside [0, 1] (ignored)
+            alpha = rng.uniform(-0.5, 1.5, 33).astype(np.float32)
+        if rng.random() < 0.01:
+            new.reset()
+            ref.reset()
+        assert_same_bits(new(x, alpha), ref(x, alpha))
+
+
+class RecordingSmoother:
+    """Stands in for a PoseEstimator's smoother and records what the pipeline feeds it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = []  # (norm, world, image_size, t_ns), or None for a reset
+
+    def reset(self):
+        self.calls.append(None)
+        self.inner.reset()
+
+    def __call__(self, norm, world, image_size, t_ns, body=True):
+        self.calls.append((norm.copy(), world.copy(), image_size, t_ns))
+        return self.inner(norm, world, image_size, t_ns, body)
+
+
+def smoother_inputs_from_video(path, frames):
+    """The raw estimator outputs that video mode smooths, frame by frame, with the resets."""
+    from edge import PoseEstimator
+
+    est = PoseEstimator(tracking=True)
+    est.smoother = RecordingSmoother(est.smoother)
+    cap = cv2.VideoCapture(str(path))
+    for i in range(frames):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        est.process(frame, timestamp_ms=(i + 1) * 100 / 3)
+    return est.smoother.calls
+
+
+@pytest.mark.parametrize("video", ["street.avi", "synthetic_arms_up_tfjs.mp4"])
+def test_pose_smoother_matches_numpy_reference_on_real_landmarks(media, models_ready, video):
+    inputs = smoother_inputs_from_video(media / "video" / video, 150)
+    assert sum(item is not None for item in inputs) >= 100
+    new, ref = PoseSmoother(), reference_smoother()
+    for body in (True, False):
+        new.reset()
+        ref.reset()
+        for item in inputs:
+            if item is None:
+                new.reset()
+                ref.reset()
+                continue
+            norm, world, size, t_ns = item
+            (n1, w1), (n2, w2) = (
+                new(norm, world, size, t_ns, body),
+                ref(norm, world, size, t_ns, body),
+            )
+            assert_same_bits(n1, n2)
+            assert_same_bits(w1, w2)
