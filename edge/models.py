@@ -3,6 +3,11 @@
 The models are never downloaded at run time. ``fetch()`` (run by ``install.sh``) downloads one pinned
 MediaPipe wheel from PyPI with pip, checks its SHA-256, extracts the two ``.tflite`` members and
 checks theirs. At run time ``locate()`` only finds and verifies files already on disk.
+
+Derived models (``DERIVED``: the int8 estimator) are built on the machine by ``models/quantize.py``
+and are not in the manifest. Each comes with a record ``<name>.json`` beside it giving its size,
+SHA-256, the SHA-256 of the manifest model it was derived from and the result of its accuracy
+gate; ``locate()`` accepts one only when all of these check out.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ ENV_MODELS_DIR = "BLAZEPOSE_EDGE_MODELS"
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MANIFEST_NAME = "manifest.json"
 FIX_HINT = "run `blazepose-edge models fetch` (or ./install.sh) to fetch and verify it"
+DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> its source model
 
 
 class ModelError(RuntimeError):
@@ -81,8 +87,14 @@ def verify(spec: ModelSpec, path: Path) -> None:
 
 
 def locate(name: str, directory: Path | None = None, check: bool = True) -> Path:
-    """Path of model ``name`` (e.g. ``pose_detection``), verified against the manifest."""
+    """Path of model ``name`` (e.g. ``pose_detection``), verified against the manifest, or for a
+    derived model (``DERIVED``) against its record (see ``verify_derived``)."""
     directory = directory or models_dir()
+    if name in DERIVED:
+        path = directory / f"{name}.tflite"
+        if check:
+            verify_derived(name, directory)
+        return path
     table = specs(load_manifest(directory))
     if name not in table:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(table))}")
@@ -91,6 +103,72 @@ def locate(name: str, directory: Path | None = None, check: bool = True) -> Path
     if check:
         verify(spec, path)
     return path
+
+
+def derived_hint(name: str, directory: Path) -> str:
+    return (
+        f"build it with: .venv/bin/python models/quantize.py --out {directory / (name + '.tflite')}"
+    )
+
+
+def derived_present(name: str, directory: Path | None = None) -> bool:
+    """Whether derived model ``name`` or its record is on disk (usable or not)."""
+    directory = directory or models_dir()
+    return (directory / f"{name}.tflite").exists() or (directory / f"{name}.json").exists()
+
+
+def verify_derived(name: str, directory: Path | None = None) -> dict:
+    """Check derived model ``name`` against its record ``<name>.json``: the file's size and
+    SHA-256, the SHA-256 of the manifest model it was derived from, and a passed accuracy gate.
+    Returns the record; raises ``ModelError`` naming the file and the fix."""
+    directory = directory or models_dir()
+    path = directory / f"{name}.tflite"
+    record_path = directory / f"{name}.json"
+    fix = derived_hint(name, directory)
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing; {fix}")
+    if not record_path.is_file():
+        raise ModelError(
+            f"model file {path} has no record {record_path.name} (size, checksum, accuracy gate), "
+            f"so it cannot be verified; {fix}"
+        )
+    try:
+        record = json.loads(record_path.read_text())
+        size, sha256, source_sha256 = record["size"], record["sha256"], record["source_sha256"]
+        gate = record["gate"]
+        passed = gate["passed"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"record {record_path} is unreadable or incomplete ({exc}); {fix}"
+        ) from exc
+    if record.get("file", path.name) != path.name:
+        raise ModelError(
+            f"record {record_path} describes {record.get('file')!r}, not {path.name}; {fix}"
+        )
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        raise ModelError(
+            f"model file {path} has {actual_size} bytes, its record says {size} (truncated or "
+            f"replaced); {fix}"
+        )
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise ModelError(
+            f"model file {path} fails its checksum (sha256 {actual}, record says {sha256}); {fix}"
+        )
+    source = specs(load_manifest(directory))[DERIVED[name]]
+    if source_sha256 != source.sha256:
+        raise ModelError(
+            f"model file {path} was derived from a different {source.file} (sha256 "
+            f"{source_sha256}, the manifest's is {source.sha256}); it is stale: {fix}"
+        )
+    if passed is not True:
+        raise ModelError(
+            f"model file {path} did not pass its accuracy gate (mean {gate.get('mean_vs_float')}, "
+            f"worst {gate.get('worst_vs_float')} vs float, tolerance {gate.get('tolerance')}), so "
+            f"it is not used; delete it, or {fix} with a recipe that passes"
+        )
+    return record
 
 
 def fetch(directory: Path | None = None, quiet: bool = False) -> list[Path]:
