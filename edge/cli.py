@@ -14,6 +14,11 @@ import cv2
 from . import __version__
 from .models import ModelError
 
+VARIANT_CHOICES = ("auto", "float", "int8")
+VARIANT_HELP = (
+    "model variant: auto (the fastest verified variant on this board, measured once and cached), "
+    "float, or int8 (the int8 estimator built by models/quantize.py)"
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -178,11 +183,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.action == "fetch":
         models.fetch()
-    else:
-        for spec in models.specs().values():
-            path = models.models_dir() / spec.file
-            models.verify(spec, path)
-            print(f"ok {path} sha256 {spec.sha256}")
+        return 0
+    directory = models.models_dir()
+    for spec in models.specs().values():
+        path = directory / spec.file
+        models.verify(spec, path)
+        print(f"ok {path} sha256 {spec.sha256}")
+    for name in models.DERIVED:  # optional: absent is fine, present must verify
+        path = directory / f"{name}.tflite"
+        if not models.derived_present(name, directory):
+            print(f"absent {path} (optional int8 variant; {models.derived_hint(name, directory)})")
+            continue
+        record = models.verify_derived(name, directory)
+        gate = record["gate"]
+        print(
+            f"ok {path} sha256 {record['sha256']} (int8 variant, accuracy gate passed: mean "
+            f"{gate.get('mean_vs_float')}, worst {gate.get('worst_vs_float')} vs float)"
+        )
     return 0
 
 
@@ -288,7 +305,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-id", help="topic level for this device (default: host name)")
     p.add_argument("--topic-prefix", help="first topic level (default blazepose)")
     p.add_argument("--max-frames", type=int, help="stop after N processed frames")
-    p.add_argument("--variant", help="model variant (default float)")
+    p.add_argument(
+        "--variant",
+        choices=VARIANT_CHOICES,
+        help=VARIANT_HELP + " (default: pipeline.variant, auto)",
+    )
     p.add_argument("--threads", type=int, help="interpreter threads (default: CPUs, at most 4)")
 
 
@@ -307,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="images, videos or folders (default: the test media's images folder, "
         "$BLAZEPOSE_EDGE_MEDIA/images or ../shared/media/images)",
     )
-    infer.add_argument("--variant", default="float", help="model variant (default: float)")
+    infer.add_argument(
+        "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
+    )
     infer.add_argument("--threads", type=int, default=None, help="interpreter threads")
     infer.add_argument("--json", action="store_true", help="print one JSON line per image/frame")
     infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
@@ -324,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-stage latency and FPS on this machine")
     bench.add_argument("--source", help="video file (default: the test media's street.avi)")
-    bench.add_argument("--variant", default="float", help="model variant (default: float)")
+    bench.add_argument(
+        "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
+    )
     bench.add_argument("--threads", type=int, default=None, help="interpreter threads")
     bench.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")
     bench.add_argument(

@@ -38,7 +38,7 @@ class SourceConfig:
 
 @dataclass
 class PipelineConfig:
-    variant: str = "float"
+    variant: str = "auto"  # "auto" = the fastest verified variant on this board; "float"; "int8"
     threads: int = 0  # 0 = the CPUs this process may use, at most 4
     min_detection_score: float = 0.5
     smoothing: bool = True
@@ -167,7 +167,11 @@ def validate(cfg: Config) -> Config:
     need(16 <= s.width <= 8192, "source.width", f"must be 16..8192, got {s.width}")
     need(16 <= s.height <= 8192, "source.height", f"must be 16..8192, got {s.height}")
     need(0 < s.fps <= 1000, "source.fps", f"must be > 0 and <= 1000, got {s.fps}")
-    need(p.variant in ("float",), "pipeline.variant", f"must be 'float', got {p.variant!r}")
+    need(
+        p.variant in ("auto", "float", "int8"),
+        "pipeline.variant",
+        f"must be auto, float or int8, got {p.variant!r}",
+    )
     need(0 <= p.threads <= 64, "pipeline.threads", f"must be 0 (auto) .. 64, got {p.threads}")
     need(
         0 < p.min_detection_score < 1,

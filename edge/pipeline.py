@@ -14,12 +14,12 @@ import numpy as np
 from .detector import MIN_SCORE, Detector
 from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
 from .models import locate
+from .models import models_dir as default_models_dir
 from .roi import Roi, rect_to_roi
 from .smoothing import PoseSmoother
 from .stopwatch import Stopwatch
 from .tracking import Tracker, roi_from_detection
-
-VARIANTS = {"float": ("pose_detection", "pose_landmark_full")}
+from .variants import CHOICES, VARIANTS, choose
 
 
 class FrameError(ValueError):
@@ -69,11 +69,16 @@ class PoseEstimator:
 
     ``tracking=True`` is video mode: the detector runs only when the person is lost, and landmarks
     are smoothed over time. ``tracking=False`` is static-image mode: each call is independent.
+
+    ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
+    accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest verified variant on
+    this board, measured once and cached; see ``edge/variants.py``). ``self.variant`` is the one
+    in use and ``self.variant_reason`` says why.
     """
 
     def __init__(
         self,
-        variant: str = "float",
+        variant: str = "auto",
         num_threads: int | None = None,
         tracking: bool = True,
         *,
@@ -84,17 +89,23 @@ class PoseEstimator:
         backend: str | None = None,
         models_dir: str | Path | None = None,
     ):
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-        directory = Path(models_dir) if models_dir else None
-        detector_name, landmark_name = VARIANTS[variant]
-        self.variant = variant
+        if variant not in CHOICES:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
+        directory = Path(models_dir) if models_dir else default_models_dir()
+
+        def load(path: Path) -> LandmarkModel:
+            return LandmarkModel(path, num_threads, backend, warp=warp, segmentation=segmentation)
+
+        if variant == "auto":
+            choice = choose(directory, num_threads, backend, segmentation, load)
+            self.variant, self.variant_reason = choice.variant, choice.reason
+            self.estimator = choice.model
+        else:
+            self.variant, self.variant_reason = variant, "requested"
+            self.estimator = load(locate(VARIANTS[variant][1], directory))
         self.detector = Detector(
-            locate(detector_name, directory), num_threads, backend, min_score=min_detection_score
-        )
-        self.estimator = LandmarkModel(
-            locate(landmark_name, directory), num_threads, backend, warp=warp,
-            segmentation=segmentation,
+            locate(VARIANTS[self.variant][0], directory), num_threads, backend,
+            min_score=min_detection_score,
         )  # fmt: skip
         self.tracking = tracking
         self.smoothing = tracking if smoothing is None else smoothing

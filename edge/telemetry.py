@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 from collections import deque
@@ -17,6 +18,26 @@ except ImportError:  # pragma: no cover - psutil is a dependency; keep stats wor
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``Hardware`` on older ARM kernels), else the
+    architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def board_model() -> str | None:
+    """The board's name from the device tree (``Raspberry Pi 5 Model B Rev 1.0``), else None."""
+    try:
+        return Path("/proc/device-tree/model").read_text().strip("\x00\n")
+    except OSError:
+        return None
 
 
 def soc_temperature() -> float | None:

@@ -21,6 +21,15 @@ def _media_dir() -> Path:
     return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Keep ``variant auto``'s cache (and anything else cached) out of the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CACHE_DIRECTORY", raising=False)
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def media() -> Path:
     path = _media_dir()

@@ -1,0 +1,255 @@
+"""Model variants, and the ``auto`` choice between them.
+
+A variant is a (detector, estimator) pair of model names. The detector is the float MediaPipe model
+in every variant; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
+machine, which is used only when its record verifies and its accuracy gate passed
+(``models.verify_derived``).
+
+``auto`` takes the variants whose files are present and verify. With one, it is used. With more,
+the first start measures each estimator's invoke for a few seconds (interleaved rounds on a fixed
+synthetic crop, the configured thread count), takes the fastest and caches the choice in
+``variant.json`` in the cache directory, keyed by the board (CPU, device-tree model, machine,
+thread count, runtime and the candidates' SHA-256s): later starts on the same board reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import models
+from .models import ModelError
+from .runtime import default_threads, interpreter_class
+from .telemetry import board_model, cpu_model
+
+log = logging.getLogger(__name__)
+
+VARIANTS = {
+    "float": ("pose_detection", "pose_landmark_full"),
+    "int8": ("pose_detection", "pose_landmark_full_int8"),
+}
+CHOICES = ("auto", *VARIANTS)
+MEASURE_SECONDS = 3.0  # measuring window of ``auto`` at first start
+ROUND_INVOKES = 10  # invokes per candidate per round; rounds alternate the candidates' order
+MIN_ROUNDS = 2
+CACHE_NAME = "variant.json"
+CACHE_VERSION = 1
+
+
+@dataclass
+class Choice:
+    variant: str
+    model: Any  # the loaded estimator (``LandmarkModel``) of ``variant``
+    reason: str
+
+
+def cache_dir() -> Path | None:
+    """$CACHE_DIRECTORY (systemd's CacheDirectory=), else $XDG_CACHE_HOME/blazepose-edge, else
+    ~/.cache/blazepose-edge; None if there is no home to put it in."""
+    if os.environ.get("CACHE_DIRECTORY"):
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "blazepose-edge"
+    try:
+        return Path.home() / ".cache" / "blazepose-edge"
+    except RuntimeError:  # no $HOME and no passwd entry
+        return None
+
+
+def candidates(directory: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
+    """The variants whose estimator is present and verifies, {variant: (path, sha256)}, and why
+    the others are left out, {variant: "absent" | "unusable"}. A broken float model raises
+    ``ModelError``; an int8 model that is present but does not verify is left out with a
+    warning."""
+    found: dict[str, tuple[Path, str]] = {}
+    left_out: dict[str, str] = {}
+    for variant, (_, name) in VARIANTS.items():
+        if name in models.DERIVED:
+            if not models.derived_present(name, directory):
+                left_out[variant] = "absent"
+                continue
+            try:
+                record = models.verify_derived(name, directory)
+            except ModelError as exc:
+                log.warning("variant %s left out of auto: %s", variant, exc)
+                left_out[variant] = "unusable"
+                continue
+            found[variant] = (models.locate(name, directory, check=False), record["sha256"])
+        else:
+            path = models.locate(name, directory)
+            found[variant] = (path, models.specs(models.load_manifest(directory))[name].sha256)
+    return found, left_out
+
+
+def _runtime(backend: str | None) -> str:
+    name, _ = interpreter_class(backend)
+    try:
+        from importlib.metadata import version
+
+        return f"{name} {version(name.replace('_', '-'))}"
+    except Exception:  # version metadata missing: the name alone
+        return name
+
+
+def board_key(threads: int, runtime: str, segmentation: bool, shas: dict[str, str]) -> dict:
+    """What the fastest variant depends on."""
+    return {
+        "cpu": cpu_model(),
+        "board": board_model(),
+        "machine": platform.machine(),
+        "threads": threads,
+        "runtime": runtime,
+        "segmentation": segmentation,
+        "models": dict(sorted(shas.items())),
+    }
+
+
+def _key_id(board: dict) -> str:
+    return hashlib.sha256(json.dumps(board, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def read_cache(board: dict) -> dict | None:
+    """The cached entry for ``board`` ({"variant", "invoke_ms", "measured_utc", ...}) or None."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        data = json.loads((directory / CACHE_NAME).read_text())
+        entry = data["choices"][_key_id(board)]
+        return entry if data.get("version") == CACHE_VERSION and entry["board"] == board else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_cache(board: dict, variant: str, invoke_ms: dict[str, float]) -> Path | None:
+    """Store the choice for ``board``; the path written, or None (logged) if it cannot be."""
+    directory = cache_dir()
+    if directory is None:
+        log.warning("no cache directory; variant auto will measure again at the next start")
+        return None
+    path = directory / CACHE_NAME
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") != CACHE_VERSION or not isinstance(data.get("choices"), dict):
+            raise ValueError("other format")
+    except (OSError, ValueError):
+        data = {"version": CACHE_VERSION, "choices": {}}
+    data["choices"][_key_id(board)] = {
+        "variant": variant,
+        "invoke_ms": invoke_ms,
+        "measured_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "board": board,
+    }
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{CACHE_NAME}.{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning(
+            "cannot cache the variant choice in %s (%s); variant auto will measure again at the "
+            "next start",
+            path, exc,
+        )  # fmt: skip
+        return None
+    return path
+
+
+def measure(estimators: dict[str, Any], seconds: float) -> dict[str, float]:
+    """Median invoke time (ms) of each ``runtime.Model`` in ``estimators`` on the same fixed
+    synthetic crop, in interleaved rounds for at least ``seconds``."""
+    for model in estimators.values():
+        view = model.input_view()
+        view[...] = np.random.default_rng(0).random(view.shape, dtype=np.float32)  # same seed
+        del view  # the interpreter refuses to run while a view of its buffers is alive
+        for _ in range(3):  # warm-up: first invokes allocate and pack weights
+            model.invoke()
+    samples: dict[str, list[float]] = {name: [] for name in estimators}
+    order = list(estimators)
+    clock = time.perf_counter
+    start = clock()
+    rounds = 0
+    while rounds < MIN_ROUNDS or clock() - start < seconds:
+        for name in order if rounds % 2 == 0 else order[::-1]:
+            model, times = estimators[name], samples[name]
+            for _ in range(ROUND_INVOKES):
+                t0 = clock()
+                model.invoke()
+                times.append(clock() - t0)
+        rounds += 1
+    return {name: round(statistics.median(t) * 1000.0, 3) for name, t in samples.items()}
+
+
+def _ms(invoke_ms: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.2f} ms" for name, ms in sorted(invoke_ms.items()))
+
+
+def choose(
+    directory: Path,
+    num_threads: int | None,
+    backend: str | None,
+    segmentation: bool,
+    load: Callable[[Path], Any],
+) -> Choice:
+    """Pick the variant for ``auto`` and load its estimator with ``load(path)``."""
+    found, left_out = candidates(directory)
+    if len(found) == 1:
+        variant, (path, _) = next(iter(found.items()))
+        others = ", ".join(f"{v} {why}" for v, why in left_out.items())
+        choice = Choice(variant, load(path), f"the only verified variant ({others})")
+        log.info("variant auto: %s, %s", choice.variant, choice.reason)
+        return choice
+
+    threads = num_threads or default_threads()
+    board = board_key(
+        threads, _runtime(backend), segmentation, {v: sha for v, (_, sha) in found.items()}
+    )
+    cached = read_cache(board)
+    if cached is not None and cached.get("variant") in found:
+        variant = cached["variant"]
+        choice = Choice(
+            variant,
+            load(found[variant][0]),
+            f"cached for this board in {cache_dir() / CACHE_NAME} (measured "
+            f"{cached.get('measured_utc')}: estimator invoke {_ms(cached.get('invoke_ms', {}))})",
+        )
+        log.info("variant auto: %s, %s", choice.variant, choice.reason)
+        return choice
+
+    loaded = {}
+    for variant, (path, _) in found.items():
+        try:
+            loaded[variant] = load(path)
+        except ModelError as exc:
+            if variant == "float":  # a float model that does not load is fatal, as ever
+                raise
+            log.warning("variant %s left out of auto: %s", variant, exc)
+    if len(loaded) == 1:
+        variant, model = next(iter(loaded.items()))
+        choice = Choice(variant, model, "the only variant that loads")
+        log.info("variant auto: %s, %s", choice.variant, choice.reason)
+        return choice
+
+    log.info(
+        "variant auto: measuring %s for %.1f s (%d threads)",
+        ", ".join(loaded), MEASURE_SECONDS, threads,
+    )  # fmt: skip
+    invoke_ms = measure({v: m.model for v, m in loaded.items()}, MEASURE_SECONDS)
+    best = min(loaded, key=lambda v: invoke_ms[v])  # ties go to the first variant, float
+    where = write_cache(board, best, invoke_ms)
+    reason = f"fastest measured: estimator invoke median {_ms(invoke_ms)} with {threads} threads"
+    reason += f"; choice cached in {where}" if where else "; not cached"
+    log.info("variant auto: %s, %s", best, reason)
+    return Choice(best, loaded[best], reason)

@@ -1,0 +1,218 @@
+"""Model variants: the int8 estimator's record checks, ``auto``'s measuring and its cache.
+
+The "int8" model here is a copy of the float estimator with a record written for it: a real file
+through the real verification and loading path, only not quantized.
+"""
+
+import json
+import logging
+import shutil
+
+import pytest
+
+from edge import PoseEstimator, models, variants
+from edge.cli import main
+
+INT8 = "pose_landmark_full_int8"
+
+
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(variants, "MEASURE_SECONDS", 0.0)  # MIN_ROUNDS rounds only
+
+
+def write_record(directory, **changes):
+    path = directory / f"{INT8}.tflite"
+    record = {
+        "name": INT8,
+        "file": path.name,
+        "size": path.stat().st_size,
+        "sha256": models.sha256_of(path),
+        "source_sha256": models.specs()["pose_landmark_full"].sha256,
+        "recipe": "copy of float (test)",
+        "gate": {"passed": True, "mean_vs_float": 0.0, "worst_vs_float": 0.0, "tolerance": 0.03},
+        "created_utc": "2025-01-01T00:00:00+00:00",
+    }
+    record.update(changes)
+    (directory / f"{INT8}.json").write_text(json.dumps(record))
+    return record
+
+
+@pytest.fixture
+def float_dir(tmp_path, models_ready):
+    """A models directory with the two float models (copies)."""
+    directory = tmp_path / "models"
+    directory.mkdir()
+    for name in ("manifest.json", "pose_detection.tflite", "pose_landmark_full.tflite"):
+        shutil.copy(models.REPO_MODELS_DIR / name, directory)
+    return directory
+
+
+@pytest.fixture
+def int8_dir(float_dir):
+    """``float_dir`` plus an int8 estimator (a copy of float) whose record says it passed."""
+    shutil.copy(float_dir / "pose_landmark_full.tflite", float_dir / f"{INT8}.tflite")
+    write_record(float_dir)
+    return float_dir
+
+
+def test_int8_variant_loads_the_int8_file(int8_dir):
+    est = PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
+    assert est.variant == "int8"
+    assert est.estimator.model.path == int8_dir / f"{INT8}.tflite"
+    assert est.detector.model.path == int8_dir / "pose_detection.tflite"  # detector stays float
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sha256": "0" * 64}, "fails its checksum"),
+        ({"size": 123}, "its record says 123"),
+        ({"gate": {"passed": False, "mean_vs_float": 0.052, "tolerance": 0.03}}, "accuracy gate"),
+        ({"source_sha256": "f" * 64}, "derived from a different pose_landmark_full.tflite"),
+        ({"file": "other.tflite"}, "describes 'other.tflite'"),
+    ],
+)
+def test_int8_record_problems_are_model_errors(int8_dir, change, message):
+    write_record(int8_dir, **change)
+    with pytest.raises(models.ModelError, match=message) as info:
+        PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
+    text = str(info.value)
+    assert f"{INT8}.tflite" in text
+    assert f"models/quantize.py --out {int8_dir / INT8}.tflite" in text
+
+
+def test_int8_without_record_or_file(int8_dir):
+    (int8_dir / f"{INT8}.json").unlink()
+    with pytest.raises(models.ModelError, match=r"has no record .*quantize\.py --out"):
+        PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
+    (int8_dir / f"{INT8}.tflite").unlink()
+    with pytest.raises(models.ModelError, match=r"_int8\.tflite is missing; build it with"):
+        PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
+
+
+def test_unreadable_record(int8_dir):
+    (int8_dir / f"{INT8}.json").write_text("{not json")
+    with pytest.raises(models.ModelError, match="unreadable or incomplete"):
+        models.verify_derived(INT8, int8_dir)
+
+
+def test_auto_with_one_candidate_takes_float_without_measuring(float_dir, monkeypatch, caplog):
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    with caplog.at_level(logging.INFO, logger="edge.variants"):
+        est = PoseEstimator(tracking=False, models_dir=float_dir)
+    assert est.variant == "float"
+    assert "only verified variant (int8 absent)" in est.variant_reason
+    assert "variant auto: float" in caplog.text
+    assert not (variants.cache_dir() / variants.CACHE_NAME).exists()
+
+
+def test_auto_leaves_out_an_int8_that_fails_its_gate(int8_dir, monkeypatch, caplog):
+    write_record(int8_dir, gate={"passed": False})
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    with caplog.at_level(logging.WARNING, logger="edge.variants"):
+        est = PoseEstimator(tracking=False, models_dir=int8_dir)
+    assert est.variant == "float" and "int8 unusable" in est.variant_reason
+    assert "accuracy gate" in caplog.text
+
+
+def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
+    calls = []
+    real = variants.measure
+
+    def counting(estimators, seconds):
+        calls.append(sorted(estimators))
+        return real(estimators, seconds)
+
+    monkeypatch.setattr(variants, "measure", counting)
+    with caplog.at_level(logging.INFO, logger="edge.variants"):
+        first = PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir)
+    assert calls == [["float", "int8"]]
+    assert first.variant in ("float", "int8")
+    assert "fastest measured" in first.variant_reason and "float " in first.variant_reason
+    assert f"variant auto: {first.variant}, fastest measured" in caplog.text
+
+    cache = variants.cache_dir() / variants.CACHE_NAME
+    (entry,) = json.loads(cache.read_text())["choices"].values()
+    assert entry["variant"] == first.variant
+    assert set(entry["invoke_ms"]) == {"float", "int8"}
+    assert entry["board"]["threads"] == 1
+    assert entry["board"]["models"]["int8"] == models.sha256_of(int8_dir / f"{INT8}.tflite")
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edge.variants"):
+        second = PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir)
+    assert calls == [["float", "int8"]]  # not measured again
+    assert second.variant == first.variant
+    assert "cached for this board" in second.variant_reason
+    assert "cached for this board" in caplog.text
+
+    # another thread count is another board key: measured again
+    PoseEstimator(num_threads=2, tracking=False, models_dir=int8_dir)
+    assert len(calls) == 2
+    assert len(json.loads(cache.read_text())["choices"]) == 2
+
+
+def test_auto_uses_a_cached_choice(int8_dir, monkeypatch):
+    """Whatever the cache says for this board is used as is (here the slower-looking int8)."""
+    monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 5.0, "int8": 9.0})
+    assert PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir).variant == "float"
+    cache = variants.cache_dir() / variants.CACHE_NAME
+    data = json.loads(cache.read_text())
+    for entry in data["choices"].values():
+        entry["variant"] = "int8"
+    cache.write_text(json.dumps(data))
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    assert PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir).variant == "int8"
+
+
+def test_auto_picks_the_faster_and_survives_an_unwritable_cache(int8_dir, monkeypatch, caplog):
+    blocker = int8_dir.parent / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("CACHE_DIRECTORY", str(blocker / "sub"))
+    monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 9.5, "int8": 5.1})
+    with caplog.at_level(logging.WARNING, logger="edge.variants"):
+        est = PoseEstimator(tracking=False, models_dir=int8_dir)
+    assert est.variant == "int8" and "not cached" in est.variant_reason
+    assert "cannot cache the variant choice" in caplog.text
+
+
+def test_cache_directory_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("CACHE_DIRECTORY", f"{tmp_path}/a:{tmp_path}/b")
+    assert variants.cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("CACHE_DIRECTORY")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert variants.cache_dir() == tmp_path / "x" / "blazepose-edge"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert variants.cache_dir() == tmp_path / "home" / ".cache" / "blazepose-edge"
+
+
+def test_measure_returns_a_median_per_model(int8_dir):
+    est = PoseEstimator(variant="float", num_threads=1, tracking=False, models_dir=int8_dir)
+    ms = variants.measure({"a": est.estimator.model, "b": est.detector.model}, 0.0)
+    assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())
+
+
+def test_models_verify_reports_int8(int8_dir, monkeypatch, capsys):
+    monkeypatch.setenv(models.ENV_MODELS_DIR, str(int8_dir))
+    assert main(["models", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"ok {int8_dir / INT8}.tflite" in out and "accuracy gate passed" in out
+    (int8_dir / f"{INT8}.tflite").unlink()
+    (int8_dir / f"{INT8}.json").unlink()
+    assert main(["models", "verify"]) == 0
+    assert f"absent {int8_dir / INT8}.tflite" in capsys.readouterr().out
+    shutil.copy(int8_dir / "pose_landmark_full.tflite", int8_dir / f"{INT8}.tflite")
+    write_record(int8_dir, gate={"passed": False})
+    assert main(["models", "verify"]) == 3
+    assert "accuracy gate" in capsys.readouterr().err
+
+
+def test_cli_rejects_an_unknown_variant(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["infer", "--variant", "int4"])
+    assert info.value.code == 2
+    assert "int4" in capsys.readouterr().err
