@@ -27,7 +27,8 @@ from .pipeline import PoseEstimator
 from .publish import pose_json
 from .sources import FrameGrabber
 from .sources.opencv import VideoCaptureSource
-from .telemetry import soc_temperature, throttled_flags
+from .telemetry import board_model, cpu_model, soc_temperature, throttled_flags
+from .variants import VARIANTS
 
 SCHEMA_VERSION = 1
 STAGES = (
@@ -37,25 +38,13 @@ STAGES = (
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        board = Path("/proc/device-tree/model").read_text().strip("\x00\n")
-    except OSError:
-        board = None
     try:
         affinity = sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         affinity = None
     return {
-        "board": board,
-        "cpu": cpu,
+        "board": board_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "affinity": affinity,
         "machine": platform.machine(),
@@ -106,7 +95,7 @@ def progress(done: int, total: int, fps: float) -> None:
 
 def run(
     source: str,
-    variant: str = "float",
+    variant: str = "auto",
     threads: int | None = None,
     frames: int = 300,
     warmup: int = 30,
@@ -167,7 +156,10 @@ def run(
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     invoke = sum(np.sum(samples[s]) for s in ("detector_invoke", "estimator_invoke"))
     frame_total = float(np.sum(samples["frame"]))
-    specs = models.specs()
+    models_used = {name: spec.sha256 for name, spec in models.specs().items()}
+    for name in VARIANTS[est.variant]:
+        if name in models.DERIVED:
+            models_used[name] = models.sha256_of(models.locate(name, check=False))
     return {
         "schema_version": SCHEMA_VERSION,
         "blazepose_edge": __version__,
@@ -175,8 +167,10 @@ def run(
             **machine(),
             "runtime": est.estimator.model.backend,
             "threads": est.num_threads,
-            "variant": variant,
-            "models": {name: spec.sha256 for name, spec in specs.items()},
+            "variant": est.variant,
+            "variant_requested": variant,
+            "variant_reason": est.variant_reason,
+            "models": models_used,
         },
         "config": {"source": source, "frames": frames, "warmup": warmup},
         "stages_ms": {stage: percentiles(v) for stage, v in samples.items() if v},
@@ -251,7 +245,8 @@ def summary(report: dict) -> str:
         lines.append(f"{stage:18s} {v['p50']:8.3f} {v['p95']:8.3f} {v['p99']:8.3f}")
     t, r, e = report["throughput"], report["resources"], report["env"]
     lines.append(
-        f"FPS {t['fps']} ({e['threads']} thread(s), {e['runtime']}, {e['cpu']}); detector on "
+        f"FPS {t['fps']} ({e['variant']}, {e['threads']} thread(s), {e['runtime']}, {e['cpu']}); "
+        f"detector on "
         f"{100 * t['detector_share']:.1f}% of frames; outside model invocation "
         f"{100 * t['outside_invoke_share']:.1f}% of frame time; CPU {r['cpu_percent']}%, "
         f"peak RSS {r['peak_rss_mb']} MB"

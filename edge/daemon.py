@@ -107,6 +107,7 @@ class Daemon:
             "dropped_frames": grabber.dropped if grabber else 0,
             "source_errors": grabber.errors if grabber else 0,
             "detector_share": round(self.estimator.tracker.detector_share, 4),
+            "variant": self.estimator.variant,
             "publish": self.publisher.stats(),
         }
 
@@ -127,10 +128,11 @@ class Daemon:
         stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         stats_thread.start()
         log.info(
-            "running: %s -> %s, device %s",
+            "running: %s -> %s, device %s, variant %s",
             self.source.description,
             "stdout" if cfg.mqtt.host.lower() == "none" else f"{cfg.mqtt.host}:{cfg.mqtt.port}",
             self.device_id,
+            self.estimator.variant,
         )
         ready = False
         encode = cfg.mqtt.encoding

@@ -20,6 +20,8 @@ def test_bench_report_and_plot(media, models_ready, tmp_path):
     assert 0 < report["throughput"]["outside_invoke_share"] < 1
     assert report["env"]["threads"] == 1 and report["resources"]["peak_rss_mb"] > 50
     assert len(report["env"]["models"]["pose_landmark_full"]) == 64
+    assert report["env"]["variant_requested"] == "auto"
+    assert report["env"]["variant"] in ("float", "int8") and report["env"]["variant_reason"]
     png = tmp_path / "lat.png"
     bench.plot(report, str(png))
     assert cv2.imread(str(png)).shape[1] > 500
