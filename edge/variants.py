@@ -7,7 +7,8 @@ machine, which is used only when its record verifies and its accuracy gate passe
 
 ``auto`` takes the variants whose files are present and verify. With one, it is used. With more,
 the first start measures each estimator's invoke for a few seconds (interleaved rounds on a fixed
-synthetic crop, the configured thread count), takes the fastest and caches the choice in
+synthetic crop, the configured thread count), takes the fastest (float unless another is at least
+``MARGIN`` faster, so noise does not decide) and caches the choice in
 ``variant.json`` in the cache directory, keyed by the board (CPU, device-tree model, machine,
 thread count, runtime and the candidates' SHA-256s): later starts on the same board reuse it.
 """
@@ -44,6 +45,7 @@ CHOICES = ("auto", *VARIANTS)
 MEASURE_SECONDS = 3.0  # measuring window of ``auto`` at first start
 ROUND_INVOKES = 10  # invokes per candidate per round; rounds alternate the candidates' order
 MIN_ROUNDS = 2
+MARGIN = 0.05  # another variant must be this much faster than float to be chosen
 CACHE_NAME = "variant.json"
 CACHE_VERSION = 1
 
@@ -247,7 +249,9 @@ def choose(
         ", ".join(loaded), MEASURE_SECONDS, threads,
     )  # fmt: skip
     invoke_ms = measure({v: m.model for v, m in loaded.items()}, MEASURE_SECONDS)
-    best = min(loaded, key=lambda v: invoke_ms[v])  # ties go to the first variant, float
+    best = min(loaded, key=lambda v: invoke_ms[v])
+    if best != "float" and invoke_ms[best] > invoke_ms["float"] * (1.0 - MARGIN):
+        best = "float"  # within measuring noise: keep the reference models
     where = write_cache(board, best, invoke_ms)
     reason = f"fastest measured: estimator invoke median {_ms(invoke_ms)} with {threads} threads"
     reason += f"; choice cached in {where}" if where else "; not cached"

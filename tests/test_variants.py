@@ -179,6 +179,11 @@ def test_auto_picks_the_faster_and_survives_an_unwritable_cache(int8_dir, monkey
     assert "cannot cache the variant choice" in caplog.text
 
 
+def test_auto_keeps_float_when_int8_is_within_noise(int8_dir, monkeypatch):
+    monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 5.0, "int8": 4.9})
+    assert PoseEstimator(tracking=False, models_dir=int8_dir).variant == "float"
+
+
 def test_cache_directory_order(monkeypatch, tmp_path):
     monkeypatch.setenv("CACHE_DIRECTORY", f"{tmp_path}/a:{tmp_path}/b")
     assert variants.cache_dir() == tmp_path / "a"
