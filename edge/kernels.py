@@ -76,6 +76,9 @@ def warp_to_tensor(
     r_src = 2 if swap_rb else 0  # the source channel that becomes output channel 0
     b_src = 2 - r_src
     replicate = border == BORDER_REPLICATE
+    lut = np.empty(256, dtype=np.float32)  # each 8-bit result v, written as v * scale + offset
+    for v in range(256):
+        lut[v] = v * scale + offset
     xqs = np.empty(bw, dtype=np.int64)
     yqs = np.empty(bw, dtype=np.int64)
     for y in range(oh):
@@ -98,13 +101,12 @@ def warp_to_tensor(
                 yq = yqs[x1]
                 x0 = xq >> 5
                 y0 = yq >> 5
-                ax = xq & 31
-                ay = yq & 31
+                ax = np.int32(xq & 31)
+                ay = np.int32(yq & 31)
                 w00 = (32 - ax) * (32 - ay) * 32
                 w01 = ax * (32 - ay) * 32
                 w10 = (32 - ax) * ay * 32
                 w11 = ax * ay * 32
-                x = xb + x1
                 if 0 <= x0 < sw - 1 and 0 <= y0 < sh - 1:  # all four neighbours inside
                     xa, xc, ya, yc = x0, x0 + 1, y0, y0 + 1
                 else:
@@ -125,15 +127,21 @@ def warp_to_tensor(
                     xc = min(max(x0 + 1, 0), sw - 1)
                     ya = min(max(y0, 0), sh - 1)
                     yc = min(max(y0 + 1, 0), sh - 1)
-                v0 = (w00 * np.int32(src[ya, xa, r_src]) + w01 * np.int32(src[ya, xc, r_src])
-                      + w10 * np.int32(src[yc, xa, r_src]) + w11 * np.int32(src[yc, xc, r_src]))  # fmt: skip
-                v1 = (w00 * np.int32(src[ya, xa, 1]) + w01 * np.int32(src[ya, xc, 1])
-                      + w10 * np.int32(src[yc, xa, 1]) + w11 * np.int32(src[yc, xc, 1]))  # fmt: skip
-                v2 = (w00 * np.int32(src[ya, xa, b_src]) + w01 * np.int32(src[ya, xc, b_src])
-                      + w10 * np.int32(src[yc, xa, b_src]) + w11 * np.int32(src[yc, xc, b_src]))  # fmt: skip
-                out[y, x, 0] = ((v0 + 16384) >> 15) * scale + offset
-                out[y, x, 1] = ((v1 + 16384) >> 15) * scale + offset
-                out[y, x, 2] = ((v2 + 16384) >> 15) * scale + offset
+                # unsigned indices: no negative-index wraparound code in the loop
+                p00 = src[np.uint64(ya), np.uint64(xa)]
+                p01 = src[np.uint64(ya), np.uint64(xc)]
+                p10 = src[np.uint64(yc), np.uint64(xa)]
+                p11 = src[np.uint64(yc), np.uint64(xc)]
+                v0 = (w00 * np.int32(p00[r_src]) + w01 * np.int32(p01[r_src])
+                      + w10 * np.int32(p10[r_src]) + w11 * np.int32(p11[r_src]))  # fmt: skip
+                v1 = (w00 * np.int32(p00[1]) + w01 * np.int32(p01[1])
+                      + w10 * np.int32(p10[1]) + w11 * np.int32(p11[1]))  # fmt: skip
+                v2 = (w00 * np.int32(p00[b_src]) + w01 * np.int32(p01[b_src])
+                      + w10 * np.int32(p10[b_src]) + w11 * np.int32(p11[b_src]))  # fmt: skip
+                px = out[np.uint64(y), np.uint64(xb + x1)]
+                px[0] = lut[(v0 + 16384) >> 15]
+                px[1] = lut[(v1 + 16384) >> 15]
+                px[2] = lut[(v2 + 16384) >> 15]
 
 
 @njit(cache=True, nogil=True)
