@@ -338,3 +338,74 @@ def one_euro(
         x_value[i] = yi
         ys[i] = yi
     return out
+
+
+@njit(cache=True, nogil=True)
+def decode_landmarks(
+    raw: np.ndarray,
+    heatmap: np.ndarray,
+    refine: bool,
+    kernel_size: int,
+    min_confidence: float,
+    input_size: float,
+    padding: tuple[float, float, float, float],
+    rect: tuple[float, float, float, float],
+    cos_sin: tuple[float, float],
+) -> np.ndarray:
+    """The estimator's (N * 5,) landmarks -> (N, 5) float32: x, y, z as fractions of the image,
+    visibility and presence still raw (logits).
+
+    As MediaPipe, in float32 and in its operation order: x, y, z divided by the tensor size;
+    x, y refined from the (Hh, Wh, N) ``heatmap`` if ``refine`` (``refine_from_heatmap``); the
+    letterbox ``padding`` (left, top, right, bottom, fractions of the tensor) removed (z scales as
+    x); then projected through the ROI: ``rect`` (x_center, y_center, width, height, normalised)
+    turned by the angle whose float32 cosine and sine are ``cos_sin`` (z scaled by the width).
+    """
+    n = raw.size // 5
+    lm = raw.reshape(n, 5)
+    size = np.float32(input_size)
+    norm = np.empty((n, 3), dtype=np.float32)
+    for i in range(n):
+        for k in range(3):
+            norm[i, k] = np.float32(lm[i, k]) / size
+    if refine:
+        refine_from_heatmap(norm, heatmap, kernel_size, min_confidence)
+    left = np.float32(padding[0])
+    top = np.float32(padding[1])
+    x_den = np.float32(1.0) - (left + np.float32(padding[2]))
+    y_den = np.float32(1.0) - (top + np.float32(padding[3]))
+    xc = np.float32(rect[0])
+    yc = np.float32(rect[1])
+    width = np.float32(rect[2])
+    height = np.float32(rect[3])
+    c = np.float32(cos_sin[0])
+    s = np.float32(cos_sin[1])
+    half = np.float32(0.5)
+    out = np.empty((n, 5), dtype=np.float32)
+    for i in range(n):
+        x = (norm[i, 0] - left) / x_den - half
+        y = (norm[i, 1] - top) / y_den - half
+        out[i, 0] = (c * x - s * y) * width + xc
+        out[i, 1] = (s * x + c * y) * height + yc
+        out[i, 2] = norm[i, 2] / x_den * width
+        out[i, 3] = lm[i, 3]
+        out[i, 4] = lm[i, 4]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rotate_world(raw: np.ndarray, cos_sin: tuple[float, float]) -> np.ndarray:
+    """(N * 3,) world landmarks -> (N, 3) float32 turned about the z axis by the angle whose
+    float32 cosine and sine are ``cos_sin`` (float32 arithmetic, MediaPipe's order)."""
+    n = raw.size // 3
+    w = raw.reshape(n, 3)
+    c = np.float32(cos_sin[0])
+    s = np.float32(cos_sin[1])
+    out = np.empty((n, 3), dtype=np.float32)
+    for i in range(n):
+        x = np.float32(w[i, 0])
+        y = np.float32(w[i, 1])
+        out[i, 0] = c * x - s * y
+        out[i, 1] = s * x + c * y
+        out[i, 2] = w[i, 2]
+    return out

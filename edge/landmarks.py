@@ -20,9 +20,7 @@ from .roi import (
     F,
     Rect,
     pad_roi,
-    project_to_image,
     rect_to_roi,
-    remove_letterbox,
     roi_matrices,
 )
 from .runtime import Model
@@ -66,6 +64,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # the logistic function, without overflow
 
 
+def rotation_cos_sin(rect: Rect) -> tuple[float, float]:
+    """The float32 cosine and sine of the ROI's rotation, as MediaPipe computes them."""
+    angle = float(F(rect.rotation))
+    return float(F(math.cos(angle))), float(F(math.sin(angle)))
+
+
+_NO_HEATMAP = np.zeros((0, 0, 0), np.float32)
+
+
 def decode_landmarks(
     raw: np.ndarray,
     rect: Rect,
@@ -75,26 +82,24 @@ def decode_landmarks(
 ) -> np.ndarray:
     """(195,) model output -> (39, 5): x, y, z as fractions of the image, then visibility and
     presence through a sigmoid. As MediaPipe: scale to the tensor, refine from the heatmap, remove
-    the letterbox, project through the rect (float32 throughout)."""
-    lm = raw.reshape(NUM_LANDMARKS, 5).astype(np.float32)
-    norm = np.ascontiguousarray(lm[:, :3] / F(input_size))
-    if heatmap is not None:
-        kernels.refine_from_heatmap(norm, heatmap, HEATMAP_KERNEL, HEATMAP_MIN_CONFIDENCE)
-    out = np.empty_like(lm)
-    out[:, :3] = project_to_image(remove_letterbox(norm, padding), rect)
-    out[:, 3:] = sigmoid(lm[:, 3:])
+    the letterbox, project through the rect (float32 throughout; ``kernels.decode_landmarks``,
+    the same arithmetic as ``roi.remove_letterbox`` and ``roi.project_to_image``)."""
+    refine = heatmap is not None
+    out = kernels.decode_landmarks(
+        np.ascontiguousarray(raw, dtype=np.float32),
+        np.ascontiguousarray(heatmap) if refine else _NO_HEATMAP,
+        refine, HEATMAP_KERNEL, HEATMAP_MIN_CONFIDENCE, float(input_size),
+        (float(padding[0]), float(padding[1]), float(padding[2]), float(padding[3])),
+        (float(rect.x_center), float(rect.y_center), float(rect.width), float(rect.height)),
+        rotation_cos_sin(rect),
+    )  # fmt: skip
+    out[:, 3:] = sigmoid(out[:, 3:])
     return out
 
 
 def decode_world(raw: np.ndarray, rect: Rect) -> np.ndarray:
     """(117,) world landmarks turned by the ROI's rotation about the z axis (metres)."""
-    world = raw.reshape(NUM_LANDMARKS, 3).astype(np.float32)
-    angle = float(F(rect.rotation))
-    c, s = F(math.cos(angle)), F(math.sin(angle))
-    out = world.copy()
-    out[:, 0] = c * world[:, 0] - s * world[:, 1]
-    out[:, 1] = s * world[:, 0] + c * world[:, 1]
-    return out
+    return kernels.rotate_world(np.ascontiguousarray(raw, dtype=np.float32), rotation_cos_sin(rect))
 
 
 class LandmarkModel:

@@ -158,3 +158,88 @@ def test_refine_ignores_landmarks_outside_heatmap():
     lm = np.array([[-0.1, 0.5]], np.float32)
     kernels.refine_from_heatmap(lm, hm, 9, 0.5)
     np.testing.assert_array_equal(lm, np.array([[-0.1, 0.5]], np.float32))
+
+
+def decode_landmarks_numpy(raw, rect, padding, heatmap, input_size=256):
+    """Reference: the estimator's landmark decoding in numpy (float32, MediaPipe's order)."""
+    from edge.landmarks import sigmoid
+    from edge.roi import project_to_image, remove_letterbox
+
+    lm = raw.reshape(39, 5).astype(np.float32)
+    norm = np.ascontiguousarray(lm[:, :3] / np.float32(input_size))
+    if heatmap is not None:
+        kernels.refine_from_heatmap(norm, heatmap, 9, 0.5)
+    out = np.empty_like(lm)
+    out[:, :3] = project_to_image(remove_letterbox(norm, padding), rect)
+    out[:, 3:] = sigmoid(lm[:, 3:])
+    return out
+
+
+def decode_world_numpy(raw, rect):
+    world = raw.reshape(39, 3).astype(np.float32)
+    angle = float(np.float32(rect.rotation))
+    c, s = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    out = world.copy()
+    out[:, 0] = c * world[:, 0] - s * world[:, 1]
+    out[:, 1] = s * world[:, 0] + c * world[:, 1]
+    return out
+
+
+def assert_same_bits(a, b):
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def random_rects(rng, n):
+    from edge.roi import Rect
+
+    for _ in range(n):
+        yield Rect(*rng.uniform(-0.2, 1.2, 2), *rng.uniform(0.01, 2.0, 2), rng.uniform(-4, 4))
+
+
+def test_decode_matches_numpy_on_random_outputs():
+    from edge.landmarks import decode_landmarks, decode_world
+
+    rng = np.random.default_rng(4)
+    for rect in random_rects(rng, 200):
+        raw = rng.normal(128, 80, 195).astype(np.float32)
+        raw[3::5] = rng.normal(0, 10, 39)
+        heatmap = rng.normal(-3, 4, (64, 64, 39)).astype(np.float32)
+        padding = tuple(float(np.float32(p)) for p in rng.choice([0.0, 0.125, 0.3], 2)) * 2
+        for hm in (None, heatmap):
+            assert_same_bits(
+                decode_landmarks(raw, rect, padding, hm),
+                decode_landmarks_numpy(raw, rect, padding, hm),
+            )
+        world = rng.normal(0, 0.5, 117).astype(np.float32)
+        assert_same_bits(decode_world(world, rect), decode_world_numpy(world, rect))
+
+
+def test_decode_matches_numpy_on_real_model_outputs(media, static_estimator):
+    """The model's own outputs on the test photos, through their detected ROI and turned ones."""
+    from dataclasses import replace
+
+    from edge.landmarks import decode_landmarks, decode_world
+    from edge.tracking import roi_from_detection
+
+    est = static_estimator.estimator
+    rng = np.random.default_rng(5)
+    decoded = 0
+    for path in sorted((media / "images").iterdir()):
+        frame = cv2.imread(str(path))
+        detections = static_estimator.detector.detect(frame)
+        if not detections:
+            continue
+        rect = roi_from_detection(detections[0])
+        padding = est.preprocess(frame, rect)
+        est.infer()
+        raw, world = est.model.output("landmarks"), est.model.output("world")
+        heatmap = est.model.output("heatmap")
+        for r in (rect, replace(rect, rotation=float(rng.uniform(-4, 4)))):
+            assert_same_bits(
+                decode_landmarks(raw, r, padding, heatmap),
+                decode_landmarks_numpy(raw, r, padding, heatmap),
+            )
+            assert_same_bits(decode_world(world, r), decode_world_numpy(world, r))
+        decoded += 1
+    assert decoded >= 25
