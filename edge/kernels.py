@@ -409,3 +409,32 @@ def rotate_world(raw: np.ndarray, cos_sin: tuple[float, float]) -> np.ndarray:
         out[i, 1] = s * x + c * y
         out[i, 2] = w[i, 2]
     return out
+
+
+@njit(cache=True, nogil=True)
+def alignment_rect(
+    x0: float, y0: float, x1: float, y1: float, width: float, height: float, target_angle: float
+) -> tuple[float, float, float, float, float]:
+    """MediaPipe's AlignmentPointsRects for a start (x0, y0) and end (x1, y1) point normalised
+    to a ``width`` x ``height`` image: (x_center, y_center, width, height, rotation) of a square
+    centred on the start with side 2 * |end - start| in pixels, turned so that start -> end
+    points at ``target_angle``. Float32 where MediaPipe's C++ uses float, double for the angle,
+    as ``roi.alignment_rect`` documents; the rotation wrapped as ``roi.normalize_radians``."""
+    f32 = np.float32
+    w = f32(width)
+    h = f32(height)
+    sx = f32(f32(x0) * w)
+    sy = f32(f32(y0) * h)
+    dx = f32(f32(x1) * w) - sx
+    dy = f32(f32(y1) * h) - sy
+    box = np.sqrt(dx * dx + dy * dy) * f32(2.0)
+    angle = np.float64(f32(f32(target_angle) - f32(math.atan2(np.float64(-dy), np.float64(dx)))))
+    turns = math.floor((angle - (-math.pi)) / (2 * math.pi))
+    rotation = f32(angle - 2 * math.pi * turns)
+    return (
+        np.float64(sx / w),
+        np.float64(sy / h),
+        np.float64(box / w),
+        np.float64(box / h),
+        np.float64(rotation),
+    )

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import kernels
+
 F = np.float32
 ROI_SCALE = 1.25  # RectTransformation scale for pose ROIs
 TARGET_ANGLE = F(math.pi * 90 / 180.0)  # the alignment vector is turned to point up
@@ -118,14 +120,18 @@ def remove_letterbox(points: np.ndarray, padding: tuple[float, ...]) -> np.ndarr
 
 def alignment_rect(start: np.ndarray, end: np.ndarray, width: int, height: int) -> Rect:
     """MediaPipe's AlignmentPointsRects: a square centred on ``start`` (normalised x, y) with side
-    2 * |end - start| in pixels, turned so that start -> end points up."""
-    w, h = F(width), F(height)
-    x0, y0 = F(F(start[0]) * w), F(F(start[1]) * h)
-    x1, y1 = F(F(end[0]) * w), F(F(end[1]) * h)
-    dx, dy = F(x1 - x0), F(y1 - y0)
-    box = F(F(np.sqrt(F(F(dx * dx) + F(dy * dy)))) * F(2.0))
-    rotation = normalize_radians(F(TARGET_ANGLE - F(math.atan2(float(-dy), float(dx)))))
-    return Rect(float(F(x0 / w)), float(F(y0 / h)), float(F(box / w)), float(F(box / h)), rotation)
+    2 * |end - start| in pixels, turned so that start -> end points up.
+
+    In MediaPipe's arithmetic (``kernels.alignment_rect``): the points scaled to pixels, the
+    difference, its length and twice that in float32; the angle from atan2 in double, rounded to
+    float32, subtracted from the target angle in float32 and wrapped by ``normalize_radians``;
+    centre and side divided by the image size in float32."""
+    return Rect(
+        *kernels.alignment_rect(
+            float(start[0]), float(start[1]), float(end[0]), float(end[1]),
+            float(width), float(height), float(TARGET_ANGLE),
+        )
+    )  # fmt: skip
 
 
 def transform_rect(rect: Rect, width: int, height: int, scale: float = ROI_SCALE) -> Rect:

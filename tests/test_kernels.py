@@ -1,6 +1,7 @@
 """Numba kernels against plain numpy / OpenCV versions of the same computation."""
 
 import math
+from dataclasses import astuple
 
 import cv2
 import numpy as np
@@ -243,3 +244,35 @@ def test_decode_matches_numpy_on_real_model_outputs(media, static_estimator):
             assert_same_bits(decode_world(world, r), decode_world_numpy(world, r))
         decoded += 1
     assert decoded >= 25
+
+
+def alignment_rect_numpy(start, end, width, height):
+    """Reference: MediaPipe's AlignmentPointsRects in numpy float32 scalars."""
+    from edge.roi import TARGET_ANGLE, Rect, normalize_radians
+
+    F = np.float32
+    w, h = F(width), F(height)
+    x0, y0 = F(F(start[0]) * w), F(F(start[1]) * h)
+    x1, y1 = F(F(end[0]) * w), F(F(end[1]) * h)
+    dx, dy = F(x1 - x0), F(y1 - y0)
+    box = F(F(np.sqrt(F(F(dx * dx) + F(dy * dy)))) * F(2.0))
+    rotation = normalize_radians(F(TARGET_ANGLE - F(math.atan2(float(-dy), float(dx)))))
+    return Rect(float(F(x0 / w)), float(F(y0 / h)), float(F(box / w)), float(F(box / h)), rotation)
+
+
+def test_alignment_rect_matches_numpy():
+    from edge.roi import alignment_rect
+
+    rng = np.random.default_rng(6)
+    points = rng.uniform(-0.5, 1.5, (5000, 4))
+    points[:50, 2:] = points[:50, :2]  # start == end: zero length, atan2(0, 0)
+    points[50:100, 2] = points[50:100, 0]  # vertical
+    points[100:150, 3] = points[100:150, 1]  # horizontal, both directions
+    sizes = [(640, 480), (1280, 720), (257, 1023), (1, 1)]
+    for i, p in enumerate(points):
+        for dtype in (np.float32, np.float64):
+            start, end = p[:2].astype(dtype), p[2:].astype(dtype)
+            w, h = sizes[i % len(sizes)]
+            new = astuple(alignment_rect(start, end, w, h))
+            ref = astuple(alignment_rect_numpy(start, end, w, h))
+            assert [float(v).hex() for v in new] == [float(v).hex() for v in ref]
