@@ -4,6 +4,10 @@
 #   ./install.sh              runtime, plus Mosquitto from apt if no MQTT broker answers locally
 #   ./install.sh --dev        also the test and lint tools (pytest, ruff, jsonschema)
 #   ./install.sh --no-broker  never install Mosquitto
+#   ./install.sh --int8       also build the int8 estimator (models/quantize.py: calibrate on the test
+#                             media, gate against float; cached once it passes). Needs ../shared/media
+#                             or $BLAZEPOSE_EDGE_MEDIA and a quantizer venv in ~/.cache (about 310 MB);
+#                             about 3 min on a desktop CPU. Or build it once and copy the two files.
 #   ./install.sh --service    (root) also install the systemd service: a copy in /opt/blazepose-edge,
 #                             user blazepose-edge (group video), /etc/blazepose-edge/config.toml
 #   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool
@@ -16,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DEV=0
+INT8=0
 BROKER=1
 SERVICE=0
 UNINSTALL=0
@@ -23,9 +28,10 @@ for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --no-broker) BROKER=0 ;;
+    --int8) INT8=1 ;;
     --service) SERVICE=1 ;;
     --uninstall) UNINSTALL=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "install.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -102,6 +108,22 @@ fi
 # --- models ---------------------------------------------------------------------------------------
 say "fetching and verifying the models"
 .venv/bin/blazepose-edge models fetch
+
+if [ "$INT8" = 1 ]; then
+  # The quantizer and torch live in their own venv: the daemon never imports them.
+  QVENV="${XDG_CACHE_HOME:-$HOME/.cache}/blazepose-edge/quantizer-venv"
+  qstamp="$QVENV/.installed-quantizer-0.10.0-litert-2.3.0"
+  if [ ! -f "$qstamp" ]; then
+    say "creating the quantizer venv in $QVENV (ai-edge-quantizer; once)"
+    "$PY" -m venv "$QVENV"
+    "$QVENV/bin/pip" install -q --upgrade pip
+    "$QVENV/bin/pip" install -q ai-edge-quantizer==0.10.0 ai-edge-litert==2.3.0
+    touch "$qstamp"
+  fi
+  say "building the int8 estimator (cached once it passes its accuracy gate)"
+  .venv/bin/python models/quantize.py --if-missing --quantizer-python "$QVENV/bin/python" ||
+    say "the int8 estimator did not pass its accuracy gate: not installed, the float model is used"
+fi
 
 # --- check that an interpreter really loads them ------------------------------------------------------
 .venv/bin/python - <<'PY'

@@ -5,11 +5,12 @@ itself never imports mediapipe)::
 
     python3.11 -m venv /tmp/mpvenv
     /tmp/mpvenv/bin/pip install mediapipe==0.10.14 numba ai-edge-litert psutil paho-mqtt
-    PYTHONPATH=. /tmp/mpvenv/bin/python benchmarks/compare_mediapipe.py [--video V] [--frames N]
+    PYTHONPATH=. /tmp/mpvenv/bin/python benchmarks/compare_mediapipe.py [--video V] [--frames N] \
+        [--variants float,int8] [--threads N]
 
 Both run video mode (tracking + smoothing; MediaPipe's legacy Pose with model_complexity=1). Each
-frame is given to both, the order alternating frame by frame so that neither always runs on a
-warmer cache; MediaPipe's time includes the BGR->RGB conversion it needs, ours starts from BGR.
+frame is given to MediaPipe and to each requested variant of ours, the order rotating frame by
+frame so that none always runs on a warmer cache; MediaPipe's time includes the BGR->RGB conversion it needs, ours starts from BGR.
 Reports each side's throughput, the ratio, and the landmark difference (mean 2D distance over
 the 33 landmarks, as a share of MediaPipe's torso length).
 """
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--video", default=str(media / "video" / "street.avi"))
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="ours (default: auto)")
+    parser.add_argument("--variants", default="auto",
+                        help="comma-separated variants of ours, all run in the same pass")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
@@ -56,65 +59,75 @@ def main() -> None:
         frames.append(frame)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
 
-    ours = PoseEstimator(tracking=True, num_threads=args.threads)
+    ours = {v: PoseEstimator(v, num_threads=args.threads, tracking=True)
+            for v in args.variants.split(",")}  # fmt: skip
     theirs = mp.solutions.pose.Pose(
         static_image_mode=False, model_complexity=1, smooth_landmarks=True
     )
-    t_ours, t_theirs, errors, both, only_one = [], [], [], 0, 0
+    names = ["mediapipe", *ours]
+    times = {k: [] for k in names}
+    errors = {k: [] for k in ours}
+    both = {k: 0 for k in ours}
+    only_one = {k: 0 for k in ours}
     for i, frame in enumerate(frames):
         h, w = frame.shape[:2]
+        results = {}
 
-        def run_ours(frame=frame, i=i):
+        def run(name, frame=frame, i=i):
             t0 = time.perf_counter()
-            poses = ours.process(frame, timestamp_ms=i * 1000.0 / fps)
-            return time.perf_counter() - t0, poses
+            if name == "mediapipe":
+                out = theirs.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            else:
+                out = ours[name].process(frame, timestamp_ms=i * 1000.0 / fps)
+            return time.perf_counter() - t0, out
 
-        def run_theirs(frame=frame):
-            t0 = time.perf_counter()
-            result = theirs.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            return time.perf_counter() - t0, result
-
-        if i % 2:
-            (a, poses), (b, result) = run_ours(), run_theirs()
-        else:
-            (b, result), (a, poses) = run_theirs(), run_ours()
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name] = run(name)
         if i < args.warmup:
             continue
-        t_ours.append(a)
-        t_theirs.append(b)
-        if result.pose_landmarks and poses:
-            ref = np.array([[p.x * w, p.y * h] for p in result.pose_landmarks.landmark])
-            errors.append(
-                np.linalg.norm(poses[0].landmarks[:, :2] - ref, axis=1).mean() / torso(ref)
-            )
-            both += 1
-        elif bool(result.pose_landmarks) != bool(poses):
-            only_one += 1
+        for name in names:
+            times[name].append(results[name][0])
+        result = results["mediapipe"][1]
+        for name in ours:
+            poses = results[name][1]
+            if result.pose_landmarks and poses:
+                ref = np.array([[p.x * w, p.y * h] for p in result.pose_landmarks.landmark])
+                errors[name].append(
+                    np.linalg.norm(poses[0].landmarks[:, :2] - ref, axis=1).mean() / torso(ref)
+                )
+                both[name] += 1
+            elif bool(result.pose_landmarks) != bool(poses):
+                only_one[name] += 1
 
-    ours_fps = len(t_ours) / sum(t_ours)
-    theirs_fps = len(t_theirs) / sum(t_theirs)
+    fps_of = {k: len(t) / sum(t) for k, t in times.items()}
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "video": args.video,
-        "frames": len(t_ours),
-        "ours": {
-            "fps": round(ours_fps, 1),
-            "ms_p50": round(1000 * float(np.median(t_ours)), 2),
-            "threads": ours.num_threads,
-        },  # fmt: skip
+        "frames": len(times["mediapipe"]),
         "mediapipe": {
-            "fps": round(theirs_fps, 1),
-            "ms_p50": round(1000 * float(np.median(t_theirs)), 2),
+            "fps": round(fps_of["mediapipe"], 1),
+            "ms_p50": round(1000 * float(np.median(times["mediapipe"])), 2),
             "version": mp.__version__,
         },  # fmt: skip
-        "throughput_ratio": round(ours_fps / theirs_fps, 2),
-        "landmark_error_torso_pct": {
-            "median": round(100 * float(np.median(errors)), 3) if errors else None,
-            "p95": round(100 * float(np.percentile(errors, 95)), 3) if errors else None,
-        },
-        "frames_with_pose_in_both": both,
-        "frames_with_pose_in_one_only": only_one,
+        "ours": {},
     }
+    for name, est in ours.items():
+        e = errors[name]
+        report["ours"][name] = {
+            "variant": est.variant,
+            "threads": est.num_threads,
+            "fps": round(fps_of[name], 1),
+            "ms_p50": round(1000 * float(np.median(times[name])), 2),
+            "throughput_ratio": round(fps_of[name] / fps_of["mediapipe"], 2),
+            "landmark_error_torso_pct": {
+                "mean": round(100 * float(np.mean(e)), 3) if e else None,
+                "median": round(100 * float(np.median(e)), 3) if e else None,
+                "p95": round(100 * float(np.percentile(e, 95)), 3) if e else None,
+            },
+            "frames_with_pose_in_both": both[name],
+            "frames_with_pose_in_one_only": only_one[name],
+        }
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -22,11 +22,23 @@ def _media_dir() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Keep ``variant auto``'s cache (and anything else cached) out of the user's ~/.cache."""
+def _hermetic(tmp_path_factory):
+    """Keep ``variant auto``'s cache (and anything else cached) out of the user's ~/.cache, and
+    show the tests only the manifest's models: an int8 estimator a developer built with
+    ``install.sh --int8`` must not change what ``auto`` picks under test (tests that need a
+    derived model build their own models directory)."""
+    from edge import models
+
+    source = models.models_dir()
+    only_manifest = tmp_path_factory.mktemp("models")
+    names = [models.MANIFEST_NAME] + [spec.file for spec in models.specs().values()]
+    for name in names:
+        if (source / name).exists():
+            (only_manifest / name).symlink_to((source / name).resolve())
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CACHE_DIRECTORY", raising=False)
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv(models.ENV_MODELS_DIR, str(only_manifest))
         yield
 
 
