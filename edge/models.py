@@ -107,7 +107,8 @@ def locate(name: str, directory: Path | None = None, check: bool = True) -> Path
 
 def derived_hint(name: str, directory: Path) -> str:
     return (
-        f"build it with: .venv/bin/python models/quantize.py --out {directory / (name + '.tflite')}"
+        "build it with ./install.sh --int8, or: .venv/bin/python models/quantize.py --out "
+        f"{directory / (name + '.tflite')}"
     )
 
 

@@ -289,9 +289,10 @@ def _op_range_regexes(name: str, float_model: bytes) -> list[str]:
     table = op_table(float_model)
     out = []
     for lo, hi, first_kind in FLOAT_OP_RANGES.get(name, []):
-        if table[lo][1] != first_kind:
-            raise SystemExit(f"recipe {name}: op {lo} is {table[lo][1]}, expected {first_kind}; "
-                             "the float model is not the pinned one")  # fmt: skip
+        if hi > len(table) or table[lo][1] != first_kind:
+            found = table[lo][1] if lo < len(table) else "missing"
+            raise SystemExit(f"recipe {name}: op {lo} is {found}, expected {first_kind}, in a graph "
+                             f"of {len(table)} ops; the float model is not the pinned one")  # fmt: skip
         out += ["^" + re.escape(table[i][2]) + ";$" for i in range(lo, hi)]
     return out
 

@@ -1,0 +1,78 @@
+"""models/quantize.py: the parts that run without the quantizer (graph preparation, recipes).
+
+Building and gating a real int8 model needs ai-edge-quantizer in its own venv and about a minute
+(``./install.sh --int8``); the loader side of that model is tested in test_variants.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def quantize():
+    spec = importlib.util.spec_from_file_location("quantize", ROOT / "models" / "quantize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def prepared(quantize, models_ready):
+    from edge.models import locate
+
+    return quantize.prepare_float(locate("pose_landmark_full").read_bytes())
+
+
+def test_prepared_float_graph_gives_the_shipped_outputs(prepared, tmp_path):
+    """fp16 constants folded to fp32, segmentation head cut: the four kept outputs are the same
+    bits as the shipped model's on a real-looking input."""
+    from edge.landmarks import LandmarkModel
+    from edge.models import locate
+
+    path = tmp_path / "prepared.tflite"
+    path.write_bytes(prepared)
+    shipped = LandmarkModel(locate("pose_landmark_full"), 1).model
+    mine = LandmarkModel(path, 1).model
+    x = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
+    for m in (shipped, mine):
+        m.input_view()[:] = x
+        m.invoke()
+    for role in ("landmarks", "flag", "heatmap", "world"):
+        assert np.array_equal(shipped.output(role), mine.output(role)), role
+
+
+def test_stem_and_regression_recipe_names_exactly_those_ops(quantize, prepared):
+    table = quantize.op_table(prepared)
+    regexes = quantize._op_range_regexes("a8w8-stem-reg", prepared)
+    wanted = [i for lo, hi, _ in quantize.FLOAT_OP_RANGES["a8w8-stem-reg"] for i in range(lo, hi)]
+    assert len(regexes) == len(wanted)
+    # the quantizer matches re.search(regex, "<output tensor name>;") per op
+    hits = [i for i, _, name in table if any(re.search(r, name + ";") for r in regexes)]
+    assert hits == wanted
+    kinds = {table[i][1] for i in wanted}
+    assert kinds <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MAX_POOL_2D"}
+    # the regression branch ends at the ADD that feeds the three heads
+    assert table[wanted[-1]][1] == "ADD"
+    assert table[wanted[-1] + 1][2] != table[wanted[-1]][2]
+
+
+def test_recipe_keeps_io_float_and_the_listed_ops(quantize, prepared):
+    recipe = quantize.build_recipe("a8w8-stem-reg", ["extra_op"], prepared)
+    assert recipe[0]["regex"] == ".*" and recipe[0]["algorithm_key"] == "min_max_uniform_quantize"
+    floats = [r["regex"] for r in recipe if r["algorithm_key"] == "no_quantize"]
+    assert "extra_op" in floats
+    assert {r["operation"] for r in recipe[-2:]} == {"INPUT", "OUTPUT"}
+
+
+def test_recipe_refuses_another_graph(quantize, prepared):
+    """The op ranges belong to the pinned model: a different graph is refused, not mis-quantized."""
+    other = quantize.prepare_float(prepared, keep_outputs={"Identity_1": "flag"})
+    with pytest.raises(SystemExit, match="not the pinned one"):
+        quantize._op_range_regexes("a8w8-stem-reg", other)
