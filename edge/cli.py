@@ -198,7 +198,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         gate = record["gate"]
         print(
             f"ok {path} sha256 {record['sha256']} (int8 variant, accuracy gate passed: mean "
-            f"{gate.get('mean_vs_float')}, worst {gate.get('worst_vs_float')} vs float)"
+            f"{models.share_of_torso(gate.get('mean_vs_float'))}, worst "
+            f"{models.share_of_torso(gate.get('worst_vs_float'))} of torso vs float)"
         )
     return 0
 

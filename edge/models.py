@@ -105,6 +105,11 @@ def locate(name: str, directory: Path | None = None, check: bool = True) -> Path
     return path
 
 
+def share_of_torso(value) -> str:
+    """A gate figure (a fraction of torso length) as a percentage, or as given if not a number."""
+    return f"{value:.2%}" if isinstance(value, (int, float)) else str(value)
+
+
 def derived_hint(name: str, directory: Path) -> str:
     return (
         "build it with ./install.sh --int8, or: .venv/bin/python models/quantize.py --out "
@@ -165,8 +170,10 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
         )
     if passed is not True:
         raise ModelError(
-            f"model file {path} did not pass its accuracy gate (mean {gate.get('mean_vs_float')}, "
-            f"worst {gate.get('worst_vs_float')} vs float, tolerance {gate.get('tolerance')}), so "
+            f"model file {path} did not pass its accuracy gate (mean "
+            f"{share_of_torso(gate.get('mean_vs_float'))}, worst "
+            f"{share_of_torso(gate.get('worst_vs_float'))} of torso vs float, tolerance "
+            f"{share_of_torso(gate.get('tolerance'))}), so "
             f"it is not used; delete it, or {fix} with a recipe that passes"
         )
     return record
