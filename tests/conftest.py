@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def _installed_models_dir() -> Path:
+    """Where ``install.sh`` put the models (before the tests hide derived ones, below)."""
+    from edge import models
+
+    return models.models_dir()
+
+
+INSTALLED_MODELS = _installed_models_dir()
+
+
 def _media_dir() -> Path:
     return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
 
@@ -29,7 +39,7 @@ def _hermetic(tmp_path_factory):
     derived model build their own models directory)."""
     from edge import models
 
-    source = models.models_dir()
+    source = INSTALLED_MODELS
     only_manifest = tmp_path_factory.mktemp("models")
     names = [models.MANIFEST_NAME] + [spec.file for spec in models.specs().values()]
     for name in names:
@@ -67,6 +77,21 @@ def models_ready() -> None:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def built_int8() -> Path:
+    """The models directory holding the int8 estimator ``./install.sh --int8`` built (CI builds
+    it: absent there is a failure; on a developer's machine the tests that need it are skipped)."""
+    from edge import models
+
+    try:
+        models.verify_derived("pose_landmark_full_int8", INSTALLED_MODELS)
+    except models.ModelError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the int8 estimator (./install.sh --int8): {exc}")
+        pytest.skip(str(exc))
+    return INSTALLED_MODELS
 
 
 @pytest.fixture(scope="session")
