@@ -219,7 +219,7 @@ def collect_crops(media: Path, per_video: int, seed: int = 0, log=print) -> np.n
 
     from edge import PoseEstimator
 
-    est = PoseEstimator(tracking=True, num_threads=2)
+    est = PoseEstimator("float", tracking=True, num_threads=2)
     grab = _CropGrabber(est.estimator)
     for name in CALIB_VIDEOS:
         path = media / "video" / name
@@ -237,7 +237,7 @@ def collect_crops(media: Path, per_video: int, seed: int = 0, log=print) -> np.n
             index += 1
         cap.release()
         log(f"  {name}: {len(grab.crops) - before} crops from {index} frames")
-    static = PoseEstimator(tracking=False, num_threads=2)
+    static = PoseEstimator("float", tracking=False, num_threads=2)
     grab_static = _CropGrabber(static.estimator)
     photos = sorted(
         p for p in (media / "annotated").rglob("*") if p.suffix.lower() in (".jpg", ".png")

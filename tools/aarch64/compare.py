@@ -4,7 +4,7 @@
     python tools/aarch64/compare.py diff REFERENCE.json OTHER.json [--tol-torso X]
 
 ``run`` is executed twice by ``check.sh``: natively (x86-64 venv) and under qemu-user in a Debian
-Bookworm arm64 userland. It builds ``PoseEstimator(tracking=False)`` (static-image mode: detector,
+Bookworm arm64 userland. It builds ``PoseEstimator("float", tracking=False)`` (static-image mode: detector,
 Numba crop, landmark model, Numba heatmap refinement, projection), processes the image ``--repeat``
 times and prints one JSON document on stdout: the landmarks at full float32 precision, the backend,
 ``platform.machine()``, the library versions, timings, and fingerprints of intermediate steps:
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     t0 = time.perf_counter()
-    est = PoseEstimator(tracking=False, backend=args.backend, num_threads=args.threads)
+    est = PoseEstimator("float", tracking=False, backend=args.backend, num_threads=args.threads)
     t_build = time.perf_counter() - t0
     backend = est.estimator.model.backend
     _log(f"{backend}: models loaded in {t_build:.1f} s; processing {args.image.name}")
