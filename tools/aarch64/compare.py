@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     t0 = time.perf_counter()
-    est = PoseEstimator("float", tracking=False, backend=args.backend, num_threads=args.threads)
+    est = PoseEstimator(args.variant, tracking=False, backend=args.backend,
+                        num_threads=args.threads)  # fmt: skip
     t_build = time.perf_counter() - t0
     backend = est.estimator.model.backend
     _log(f"{backend}: models loaded in {t_build:.1f} s; processing {args.image.name}")
@@ -191,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         "opencv": cv2.__version__,
         "edge": edge.__version__,
         "backend": backend,
+        "variant": est.variant,
         "backend_version": backend_version(backend),
         "threads": est.num_threads,
         "numba": numba_report(),
@@ -350,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default=os.environ.get("BLAZEPOSE_EDGE_BACKEND") or None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--variant", default="float", choices=("float", "int8"))
     p.add_argument("--out")
     d = sub.add_parser("diff", help="compare two JSON documents from `run`")
     d.add_argument("reference")
