@@ -83,12 +83,9 @@ def _same_pad(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int]) -> torch.
 class Layer:
     """A CONV_2D / DEPTHWISE_CONV_2D with int8 per-channel weights (or float ones)."""
 
-    def __init__(
-        self, index, kind, weight, bias, options, wscale, bscale, in_quant, q=None, qb=None
-    ):
+    def __init__(self, index, kind, weight, bias, options, wscale, bscale, q=None, qb=None):
         self.index, self.kind, self.options = index, kind, options
         self.quantized = wscale is not None
-        self.in_quant = in_quant
         if kind == "CONV_2D":  # tflite (O, KH, KW, I) -> torch (O, I, KH, KW)
             w = weight.transpose(0, 3, 1, 2)
             self.groups = 1
@@ -164,13 +161,12 @@ class Graph:
             bias = _buffer(fm, bt, np.float32)
             out_name = sg.tensors[op.outputs[0]].name.decode()
             qop = self._int8_op(out_name)
-            wscale = bscale = in_quant = q = qbias = None
+            wscale = bscale = q = qbias = None
             if qop is not None:
                 qw, qb = qsg.tensors[qop.inputs[1]], qsg.tensors[qop.inputs[2]]
                 if qw.type == schema.TensorType.INT8:
                     wscale = np.asarray(qw.quantization.scale, dtype=np.float32)
                     bscale = np.asarray(qb.quantization.scale, dtype=np.float32)
-                    in_quant = self._quant_of(int(op.inputs[0]))
                     if from_int8:  # start from the int8 model's own values
                         q = _buffer(qm, qw, np.int8).astype(np.float32)
                         q = (
@@ -181,7 +177,7 @@ class Graph:
                         q = np.ascontiguousarray(q)
                         qbias = _buffer(qm, qb, np.int32).astype(np.float32)
             self.layers[index] = Layer(index, kind, weight, bias, op.builtinOptions, wscale,
-                                       bscale, in_quant, q, qbias)  # fmt: skip
+                                       bscale, q, qbias)  # fmt: skip
 
     def _int8_op(self, out_name: str):
         qsg = self.int8_model.subgraphs[0]
@@ -189,12 +185,6 @@ class Graph:
             if qsg.tensors[op.outputs[0]].name.decode() == out_name:
                 return op
         return None
-
-    def _quant_of(self, tensor: int) -> Quant:
-        if tensor in self.act_quant:
-            return self.act_quant[tensor]
-        # an op fed by the (quantized) model input through PAD
-        return self.input_quant
 
     def _input_quant(self) -> Quant | None:
         qm, qsg = self.int8_model, self.int8_model.subgraphs[0]
@@ -355,7 +345,6 @@ def distill(float_model: bytes, int8_model: bytes, crops: np.ndarray, epochs: in
     steps = epochs * math.ceil(len(crops) / batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     rng = np.random.default_rng(seed)
-    step = 0
     for epoch in range(epochs):
         order = rng.permutation(len(crops))
         t0, seen = time.perf_counter(), {}
@@ -371,7 +360,6 @@ def distill(float_model: bytes, int8_model: bytes, crops: np.ndarray, epochs: in
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
             for k, v in parts.items():
                 seen.setdefault(k, []).append(v)
         log(f"  epoch {epoch + 1}/{epochs} ({time.perf_counter() - t0:.0f} s): "
