@@ -63,6 +63,11 @@ CALIB_VIDEOS = (
 )  # fmt: skip
 
 
+class BuildError(RuntimeError):
+    """The model cannot be built here (no media, no quantizer, not the pinned float model): exit 2.
+    A model that is built but fails the accuracy gate exits 1."""
+
+
 def media_dir() -> Path:
     return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
 
@@ -291,7 +296,7 @@ def _op_range_regexes(name: str, float_model: bytes) -> list[str]:
     for lo, hi, first_kind in FLOAT_OP_RANGES.get(name, []):
         if hi > len(table) or table[lo][1] != first_kind:
             found = table[lo][1] if lo < len(table) else "missing"
-            raise SystemExit(f"recipe {name}: op {lo} is {found}, expected {first_kind}, in a graph "
+            raise BuildError(f"recipe {name}: op {lo} is {found}, expected {first_kind}, in a graph "
                              f"of {len(table)} ops; the float model is not the pinned one")  # fmt: skip
         out += ["^" + re.escape(table[i][2]) + ";$" for i in range(lo, hi)]
     return out
@@ -376,7 +381,7 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
         return run_stage(float_model, crops, recipe, update, qat_epochs, log)
     except ImportError:
         if not quantizer_python:
-            raise SystemExit(
+            raise BuildError(
                 "ai_edge_quantizer is not installed here: pip install ai-edge-quantizer==0.10.0 "
                 "(here or in a scratch venv, then pass --quantizer-python VENV/bin/python)"
             ) from None
@@ -389,7 +394,10 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
                "--float-in", str(tmp / "float.tflite"), "--crops", str(tmp / "crops.npy"),
                "--recipe-json", str(tmp / "recipe.json"), "--update", update,
                "--qat-epochs", str(qat_epochs), "--stage-out", str(tmp / "out.tflite")]  # fmt: skip
-        subprocess.run(cmd, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        done = subprocess.run(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
+        if done.returncode != 0:
+            raise BuildError(f"the quantization step under {quantizer_python} failed "
+                             f"(exit {done.returncode}, see above)")  # fmt: skip
         return (tmp / "out.tflite").read_bytes()
 
 
@@ -522,6 +530,14 @@ def bench(models: dict[str, Path], threads=(1, 2), runs: int = 200, rounds: int 
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except BuildError as exc:
+        print(f"quantize.py: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         help="where to write the int8 model (default: the models directory's "
@@ -574,7 +590,7 @@ def main(argv=None) -> int:
             print(f"building: {exc}")
     media = media_dir()
     if not (media / "images").is_dir():
-        raise SystemExit(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA)")
+        raise BuildError(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA)")
 
     if args.evaluate:
         candidate = args.evaluate

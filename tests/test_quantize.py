@@ -74,5 +74,5 @@ def test_recipe_keeps_io_float_and_the_listed_ops(quantize, prepared):
 def test_recipe_refuses_another_graph(quantize, prepared):
     """The op ranges belong to the pinned model: a different graph is refused, not mis-quantized."""
     other = quantize.prepare_float(prepared, keep_outputs={"Identity_1": "flag"})
-    with pytest.raises(SystemExit, match="not the pinned one"):
+    with pytest.raises(quantize.BuildError, match="not the pinned one"):
         quantize._op_range_regexes("a8w8-stem-reg", other)
