@@ -6,6 +6,8 @@
 - The crop into the 256x256 estimator input: the Numba kernel (bit-exact with MediaPipe's
   OpenCV warp) vs ``cv2.warpPerspective`` + colour conversion + scaling, OpenCV on one thread
   and on its default threads.
+- The same crop from frames that are not in the cache (a different 720p frame each call, as in a
+  video), with and without ``kernels.touch_source`` first (the pipeline's cache-warming pass).
 Each figure is the best of 7 repeats of 200 calls (ms per call); the ratio is what to quote.
 """
 
@@ -80,6 +82,21 @@ def main() -> None:
     cv2.setNumThreads(threads)
     print(f"crop 256x256 from 1280x720: numba {numba_ms:.3f} ms, opencv 1 thread {cv_one:.3f} ms "
           f"({numba_ms / cv_one:.2f}x of it), opencv {threads} threads {cv_default:.3f} ms")  # fmt: skip
+
+    # cold frames: 64 distinct 720p frames (177 MB) cycled, so each call reads one from memory
+    frames = [np.roll(frame, 7 * i, axis=1) for i in range(64)]
+    turn = iter(range(10**9))
+
+    def cold(touch: bool):
+        src = frames[next(turn) % len(frames)]
+        if touch:
+            kernels.touch_source(src, inverse, 256, 256)
+        kernels.warp_to_tensor(src, inverse, out, 1 / 255, 0.0, True, 1)
+
+    plain = [best_ms(lambda: cold(False), calls=64, repeats=3) for _ in range(3)]
+    warmed = [best_ms(lambda: cold(True), calls=64, repeats=3) for _ in range(3)]
+    print(f"crop from cold frames: numba {min(plain):.3f} ms, touch_source + numba "
+          f"{min(warmed):.3f} ms ({min(plain) / min(warmed):.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":
