@@ -30,11 +30,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the baseline")
     parser.add_argument("--video", default=str(media / "video" / "street.avi"))
+    parser.add_argument("--variant", default="auto", choices=("auto", "float", "int8"))
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
 
     cmd = [sys.executable, "-m", "edge.cli", "run", "--source", args.video, "--loop",
-           "--mqtt-host", "none", "--device-id", "soak"]  # fmt: skip
+           "--mqtt-host", "none", "--device-id", "soak", "--variant", args.variant]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     frames = 0
 
