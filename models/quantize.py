@@ -96,6 +96,29 @@ def _pack(m) -> bytes:
     return bytes(builder.Output())
 
 
+def densify(tensor, values: np.ndarray) -> np.ndarray:
+    """The dense array of a sparse TFLite constant in the layout the MediaPipe detector uses:
+    identity traversal order, no blocks, leading dimensions dense and the last one compressed
+    (CSR: per-row segments and column indices); anything else is refused."""
+    sp = tensor.sparsity
+    shape = [int(d) for d in tensor.shape]
+    dims = sp.dimMetadata
+    order = [int(i) for i in sp.traversalOrder]
+    if order != list(range(len(shape))) or sp.blockMap is not None and len(sp.blockMap):
+        raise BuildError(f"sparse tensor {tensor.name!r}: unsupported traversal or blocks")
+    if any(d.format != 0 for d in dims[:-1]) or dims[-1].format != 1:
+        raise BuildError(f"sparse tensor {tensor.name!r}: only a compressed last dimension")
+    segments = np.asarray(dims[-1].arraySegments.values, dtype=np.int64)
+    indices = np.asarray(dims[-1].arrayIndices.values, dtype=np.int64)
+    rows = int(np.prod(shape[:-1]))
+    if len(segments) != rows + 1 or segments[-1] != len(values) or len(indices) != len(values):
+        raise BuildError(f"sparse tensor {tensor.name!r}: inconsistent segments")
+    dense = np.zeros((rows, shape[-1]), dtype=values.dtype)
+    row_of = np.repeat(np.arange(rows), np.diff(segments))
+    dense[row_of, indices] = values
+    return dense.reshape(shape)
+
+
 def prepare_float(model: bytes, keep_outputs=KEEP_OUTPUTS) -> bytes:
     """fp16 weights -> fp32 constants, outputs pruned to ``keep_outputs``, unused tensors and
     buffers dropped, a ``serving_default`` signature added. Same values on the kept outputs."""
@@ -105,6 +128,21 @@ def prepare_float(model: bytes, keep_outputs=KEEP_OUTPUTS) -> bytes:
         raise ValueError("expected one subgraph")
     sg = m.subgraphs[0]
     ops = _op_names(m)
+
+    # sparse constant -> DENSIFY -> dense tensor  ==>  dense constant (the detector's weights)
+    kept_ops = []
+    for op in sg.operators:
+        if ops[op.opcodeIndex] == "DENSIFY":
+            src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+            dtype = np.float16 if src.type == schema.TensorType.FLOAT16 else np.float32
+            dense = densify(src, np.frombuffer(bytes(bytearray(m.buffers[src.buffer].data)), dtype))
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(dense.tobytes(), dtype=np.uint8)
+            dst.buffer = len(m.buffers)
+            m.buffers.append(buf)
+            continue
+        kept_ops.append(op)
+    sg.operators = kept_ops
 
     # fp16 constant -> DEQUANTIZE -> fp32 tensor  ==>  fp32 constant
     kept_ops = []

@@ -76,3 +76,26 @@ def test_recipe_refuses_another_graph(quantize, prepared):
     other = quantize.prepare_float(prepared, keep_outputs={"Identity_1": "flag"})
     with pytest.raises(quantize.BuildError, match="not the pinned one"):
         quantize._op_range_regexes("a8w8-stem-reg", other)
+
+
+def test_prepared_detector_densified_gives_the_shipped_outputs(quantize, models_ready, tmp_path):
+    """The detector stores sparse fp16 weights (38 DENSIFY + DEQUANTIZE pairs): densified to fp32
+    constants, its outputs are the same bits."""
+    from edge.detector import Detector
+    from edge.models import locate
+
+    shipped_bytes = locate("pose_detection").read_bytes()
+    prepared = quantize.prepare_float(
+        shipped_bytes, keep_outputs={"Identity": "boxes", "Identity_1": "scores"}
+    )
+    kinds = [kind for _, kind, _ in quantize.op_table(prepared)]
+    assert "DENSIFY" not in kinds and "DEQUANTIZE" not in kinds
+    path = tmp_path / "detector.tflite"
+    path.write_bytes(prepared)
+    shipped, mine = Detector(locate("pose_detection"), 1).model, Detector(path, 1).model
+    x = np.random.default_rng(1).uniform(-1, 1, (224, 224, 3)).astype(np.float32)
+    for m in (shipped, mine):
+        m.input_view()[:] = x
+        m.invoke()
+    for role in ("boxes", "scores"):
+        assert np.array_equal(shipped.output(role), mine.output(role)), role
