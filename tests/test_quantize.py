@@ -99,3 +99,40 @@ def test_prepared_detector_densified_gives_the_shipped_outputs(quantize, models_
         m.invoke()
     for role in ("boxes", "scores"):
         assert np.array_equal(shipped.output(role), mine.output(role)), role
+
+
+def test_head_bias_correction_removes_a_constant_shift(quantize, prepared, tmp_path):
+    """Shift the float heads' biases (landmarks +2 px, world +1 cm, flag logit +1): the
+    correction, measured against the shipped model on a few crops, puts the outputs back."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edge.landmarks import LandmarkModel
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(prepared, 0))
+    sg = m.subgraphs[0]
+    offsets = {"convld_3d": 2.0, "convworld_3d": 0.01, "conv_poseflag": 1.0}
+    for op in sg.operators:
+        name = sg.tensors[op.outputs[0]].name.decode()
+        key = next((k for k in offsets if k in name), None)
+        if key and len(op.inputs) > 2:
+            bias_t = sg.tensors[op.inputs[2]]
+            bias = np.frombuffer(bytes(bytearray(m.buffers[bias_t.buffer].data)), np.float32)
+            shifted = (bias + np.float32(offsets[key])).astype(np.float32)
+            m.buffers[bias_t.buffer].data = np.frombuffer(shifted.tobytes(), np.uint8)
+    broken = quantize._pack(m)
+    crops = np.random.default_rng(2).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
+    fixed = quantize.correct_head_biases(broken, crops, log=lambda _: None)
+
+    outputs = {}
+    for label, data in (("prepared", prepared), ("broken", broken), ("fixed", fixed)):
+        path = tmp_path / f"{label}.tflite"
+        path.write_bytes(data)
+        model = LandmarkModel(path, 1).model
+        model.input_view()[:] = crops[0].astype(np.float32) / 255
+        model.invoke()
+        outputs[label] = {r: model.output(r).copy() for r in ("landmarks", "world", "flag")}
+    want, broke, got = outputs["prepared"], outputs["broken"], outputs["fixed"]
+    assert np.abs(broke["landmarks"] - want["landmarks"]).max() > 1.9  # the shift took effect
+    np.testing.assert_allclose(got["landmarks"], want["landmarks"], atol=1e-3)
+    np.testing.assert_allclose(got["world"], want["world"], atol=1e-5)
+    np.testing.assert_allclose(got["flag"], want["flag"], atol=1e-5)
