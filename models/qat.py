@@ -1,4 +1,4 @@
-"""Quantization-aware distillation of the int8 estimator (issue 4, run by ``quantize.py --qat``).
+"""Quantization-aware distillation of the int8 estimator (``quantize.py --qat-epochs N``; opt-in).
 
 Round-to-nearest int8 weights cost the landmark model about 3 % of torso on their own and int8
 activations another 2 % (QUANTIZE.md). Here the quantized graph is rebuilt in PyTorch exactly as
@@ -12,6 +12,11 @@ landmarks and the pose flag. No labels are involved: the float model is the teac
 The learned weights are written back into the quantizer's own int8 model: only the int8 weight
 values and the int32 biases change; scales, zero points and the graph stay the quantizer's. Needs
 torch (CPU build) and ai-edge-litert in the quantizer venv, not in the project venv.
+
+Measured (QUANTIZE.md): it fixes lost people in weaker recipes but does not beat the shipped
+recipe's landmarks, so it is off by default. Its emulation is also a diagnostic: with the float
+model's heatmap window the int8 landmarks were 1.4 % off, which located the 5 % drift in the
+regression branch.
 """
 
 from __future__ import annotations
