@@ -22,6 +22,7 @@ import numpy as np
 
 from edge import kernels
 from edge.detector import SCORE_CLIP, ssd_anchors
+from edge.media import media_dir
 from edge.roi import Roi, roi_matrices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def main() -> None:
     b = best_ms(lambda: decode_numpy(raw, scores, anchors))
     print(f"decode 2254 anchors: numba {a:.4f} ms, numpy {b:.4f} ms, numpy/numba {b / a:.1f}x")
 
-    media = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+    media = media_dir()
     frame = cv2.imread(str(media / "images" / "standing_businessman_pixabay.jpeg"))
     frame = cv2.resize(frame, (1280, 720))
     forward, inverse = roi_matrices(Roi(640.0, 360.0, 500.0, 500.0, 0.3), 256, 256)

@@ -38,8 +38,9 @@ def main() -> None:
     import mediapipe as mp
 
     from edge import PoseEstimator
+    from edge.media import media_dir
 
-    media = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+    media = media_dir()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(media / "video" / "street.avi"))
     parser.add_argument("--frames", type=int, default=200)

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import psutil
 
+from edge.media import media_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    media = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+    media = media_dir()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the baseline")

@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 
 from edge import bench
+from edge.media import media_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    media = Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+    media = media_dir()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=str(media / "video" / "street.avi"))
     parser.add_argument("--frames", type=int, default=200)

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 
 from . import __version__
+from .media import demo_video, media_dir
 from .models import ModelError
 
 VARIANT_CHOICES = ("auto", "float", "int8")
@@ -124,13 +125,8 @@ class Infer:
         self.video(path, cap)
 
 
-def media_root() -> Path:
-    """The test media folder: $BLAZEPOSE_EDGE_MEDIA, else ../shared/media."""
-    return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or Path.cwd().parent / "shared" / "media")
-
-
 def default_media() -> list[str]:
-    images = media_root() / "images"
+    images = media_dir() / "images"
     if not images.is_dir():
         raise SystemExit(
             f"blazepose-edge: no PATH given and no media folder at {images}; "
@@ -172,7 +168,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def default_bench_video() -> str:
-    video = media_root() / "video" / "street.avi"
+    video = demo_video()
     if not video.is_file():
         raise SystemExit("blazepose-edge: bench needs --source VIDEO (a clip with a person in it)")
     return str(video)
@@ -206,7 +202,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _setup_logging(level: str) -> None:
     import logging
-    import os
 
     fmt = "%(levelname)s %(name)s: %(message)s"
     if not os.environ.get("JOURNAL_STREAM"):  # journald adds its own timestamps
@@ -327,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="PATH",
         help="images, videos or folders (default: the test media's images folder, "
-        "$BLAZEPOSE_EDGE_MEDIA/images or ../shared/media/images)",
+        "found by edge.media: $BLAZEPOSE_EDGE_MEDIA or shared/media beside the project)",
     )
     infer.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"

@@ -69,7 +69,9 @@ class BuildError(RuntimeError):
 
 
 def media_dir() -> Path:
-    return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+    from edge.media import media_dir as lookup
+
+    return lookup()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ INSTALLED_MODELS = _installed_models_dir()
 
 
 def _media_dir() -> Path:
-    return Path(os.environ.get("BLAZEPOSE_EDGE_MEDIA") or ROOT.parent / "shared" / "media")
+    from edge.media import media_dir
+
+    return media_dir()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -232,3 +232,11 @@ def test_grabber_stop_unblocks_a_waiting_producer(media):
     t.start()
     t.join(5)
     assert not t.is_alive()
+
+
+def test_demo_source_is_the_test_media_clip(media, monkeypatch):
+    source = open_source(SourceConfig(uri="demo"))
+    assert (source.target, source.kind) == (str(media / "video" / "street.avi"), "file")
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MEDIA", "/nonexistent/media")
+    with pytest.raises(SourceError, match="source 'demo'.*not found at /nonexistent/media"):
+        open_source(SourceConfig(uri="demo"))
