@@ -295,6 +295,18 @@ def refine_from_heatmap(
 
 
 @njit(cache=True, nogil=True)
+def _blend(alpha: np.float32, x: np.float32, previous: np.float32) -> np.float32:
+    """MediaPipe's low-pass step: float32 ``alpha * x``, the sum in double, rounded to float32."""
+    return np.float32(np.float64(alpha * x) + (1.0 - np.float64(alpha)) * np.float64(previous))
+
+
+@njit(cache=True, nogil=True)
+def _alpha(cutoff: float, period: float) -> np.float32:
+    """The smoothing factor of a ``cutoff`` (Hz) low-pass filter sampled every ``period`` s."""
+    return np.float32(1.0 / (1.0 + (1.0 / (2 * math.pi * cutoff)) / period))
+
+
+@njit(cache=True, nogil=True)
 def low_pass(
     x: np.ndarray, alpha: np.ndarray, raw: np.ndarray, value: np.ndarray, started: bool
 ) -> np.ndarray:
@@ -312,11 +324,7 @@ def low_pass(
     step = 1 if alpha.size > 1 else 0
     for i in range(n):
         xi = xs[i]
-        if started:
-            a = alpha[i * step]
-            yi = np.float32(np.float64(a * xi) + (1.0 - np.float64(a)) * np.float64(value[i]))
-        else:
-            yi = xi
+        yi = _blend(alpha[i * step], xi, value[i]) if started else xi
         raw[i] = xi
         value[i] = yi
         ys[i] = yi
@@ -356,7 +364,7 @@ def one_euro(
     out = np.empty_like(x)
     ys = out.reshape(n)
     te = 1.0 / frequency
-    dx_a = np.float32(1.0 / (1.0 + (1.0 / (2 * math.pi * derivate_cutoff)) / te))
+    dx_a = _alpha(derivate_cutoff, te)
     for i in range(n):
         xi = xs[i]
         # the derivative, through its own low-pass filter
@@ -366,23 +374,15 @@ def one_euro(
             d = np.float32(0.0)
         if not has_alpha or (dx_a >= 0 and dx_a <= 1):
             dx_alpha[i] = dx_a
-        if started:
-            a = dx_alpha[i]
-            ed = np.float32(np.float64(a * d) + (1.0 - np.float64(a)) * np.float64(dx_value[i]))
-        else:
-            ed = d
+        ed = _blend(dx_alpha[i], d, dx_value[i]) if started else d
         dx_raw[i] = d
         dx_value[i] = ed
         # the value, with a cutoff that rises with the speed
         cutoff = min_cutoff + beta * np.float64(abs(ed))
-        xa = np.float32(1.0 / (1.0 + (1.0 / (2 * math.pi * cutoff)) / te))
+        xa = _alpha(cutoff, te)
         if not has_alpha or (xa >= 0 and xa <= 1):
             x_alpha[i] = xa
-        if started:
-            a = x_alpha[i]
-            yi = np.float32(np.float64(a * xi) + (1.0 - np.float64(a)) * np.float64(x_value[i]))
-        else:
-            yi = xi
+        yi = _blend(x_alpha[i], xi, x_value[i]) if started else xi
         x_raw[i] = xi
         x_value[i] = yi
         ys[i] = yi

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from ai_edge_litert import schema_py_generated as schema
+from quantize import _op_names, _pack  # qat.py is imported by quantize.py, from this folder
 
 ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
 SAME = 0
@@ -36,11 +37,6 @@ HEATMAP_KERNEL = 9  # edge.landmarks.HEATMAP_KERNEL
 
 def _model(data: bytes):
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
-
-
-def _op_names(m) -> list[str]:
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return [names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in m.operatorCodes]
 
 
 def _buffer(m, tensor, dtype) -> np.ndarray:
@@ -376,11 +372,8 @@ def distill(float_model: bytes, int8_model: bytes, crops: np.ndarray, epochs: in
 
 def export(graph: Graph) -> bytes:
     """Write the learned int8 weights and int32 biases into the int8 model."""
-    import flatbuffers
-
     qm = graph.int8_model
     qsg = qm.subgraphs[0]
-    changed = 0
     for layer in graph.layers.values():
         if not layer.quantized:
             continue
@@ -400,7 +393,4 @@ def export(graph: Graph) -> bytes:
         qbias = np.clip(qbias_learned, -(2**31), 2**31 - 1).astype(np.int32)
         qm.buffers[qw.buffer].data = np.frombuffer(np.ascontiguousarray(q).tobytes(), np.uint8)
         qm.buffers[qb.buffer].data = np.frombuffer(qbias.tobytes(), np.uint8)
-        changed += 1
-    builder = flatbuffers.Builder(1 << 22)
-    builder.Finish(qm.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return _pack(qm)

@@ -68,12 +68,6 @@ class BuildError(RuntimeError):
     A model that is built but fails the accuracy gate exits 1."""
 
 
-def media_dir() -> Path:
-    from edge.media import media_dir as lookup
-
-    return lookup()
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. float graph the quantizer accepts
 
@@ -308,7 +302,8 @@ DYNAMIC8 = {"weight_tensor_config": W8, "compute_precision": "INTEGER",
             "explicit_dequantize": False}  # fmt: skip
 # Ops kept in float, by (a regex on) their output tensor's name
 FIRST_CONV = r"model_1/model/re_lu/Relu6;"
-HEADS = [r"convld_3d", r"convworld_3d", r"conv_poseflag", r"activation_poseflag", r"^Identity"]
+HEAD_CONVS = ("convld_3d", "convworld_3d", "conv_poseflag")  # landmarks, world, pose flag
+HEADS = [*HEAD_CONVS, r"activation_poseflag", r"^Identity"]
 RECIPES = {
     # everything static int8 (activations per tensor, weights per channel)
     "a8w8": [],
@@ -441,9 +436,6 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
         return (tmp / "out.tflite").read_bytes()
 
 
-HEAD_BIASES = ("convld_3d", "convworld_3d", "conv_poseflag")  # the float heads' convolutions
-
-
 def _logit(p: np.ndarray) -> np.ndarray:
     """The flag's logit; NaN where float32's sigmoid saturated (0 or 1: the logit is lost)."""
     p = np.asarray(p, dtype=np.float64)
@@ -466,7 +458,7 @@ def correct_head_biases(candidate: bytes, crops: np.ndarray, log=print) -> bytes
         path = Path(tmp) / "candidate.tflite"
         path.write_bytes(candidate)
         ref, cand = LandmarkModel(locate("pose_landmark_full"), 2), LandmarkModel(path, 2)
-        diffs = {key: [] for key in HEAD_BIASES}
+        diffs = {key: [] for key in HEAD_CONVS}
         for crop in crops:
             outs = []
             for model in (ref, cand):
@@ -475,7 +467,7 @@ def correct_head_biases(candidate: bytes, crops: np.ndarray, log=print) -> bytes
                 outs.append((model.model.output("landmarks").astype(np.float64),
                              model.model.output("world").astype(np.float64),
                              _logit(model.model.output("flag"))))  # fmt: skip
-            for key, a, b in zip(HEAD_BIASES, outs[0], outs[1], strict=True):
+            for key, a, b in zip(HEAD_CONVS, outs[0], outs[1], strict=True):
                 diffs[key].append(b - a)
         del ref, cand
     shift = {key: np.mean(v, axis=0) for key, v in diffs.items() if key != "conv_poseflag"}
@@ -487,7 +479,7 @@ def correct_head_biases(candidate: bytes, crops: np.ndarray, log=print) -> bytes
     done = set()
     for op in sg.operators:
         name = sg.tensors[op.outputs[0]].name.decode()
-        key = next((k for k in HEAD_BIASES if k in name), None)
+        key = next((k for k in HEAD_CONVS if k in name), None)
         if ops[op.opcodeIndex] != "CONV_2D" or key is None:
             continue
         bias_t = sg.tensors[op.inputs[2]]
@@ -499,8 +491,8 @@ def correct_head_biases(candidate: bytes, crops: np.ndarray, log=print) -> bytes
         corrected = (bias - shift[key]).astype(np.float32)
         m.buffers[bias_t.buffer].data = np.frombuffer(corrected.tobytes(), dtype=np.uint8)
         done.add(key)
-    if done != set(HEAD_BIASES):
-        raise BuildError(f"heads not found for bias correction: {set(HEAD_BIASES) - done}")
+    if done != set(HEAD_CONVS):
+        raise BuildError(f"heads not found for bias correction: {set(HEAD_CONVS) - done}")
     log(f"  head bias correction on {len(crops)} crops: landmarks mean |shift| "
         f"{np.abs(shift['convld_3d']).mean():.3f} px, world {np.abs(shift['convworld_3d']).mean():.4f} m, "
         f"flag logit {float(shift['conv_poseflag'][0]):+.3f}")  # fmt: skip
@@ -698,6 +690,8 @@ def _main(argv=None) -> int:
             return 0
         except models.ModelError as exc:
             print(f"building: {exc}")
+    from edge.media import media_dir
+
     media = media_dir()
     if not (media / "images").is_dir():
         raise BuildError(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA)")
@@ -724,6 +718,7 @@ def _main(argv=None) -> int:
                          args.qat_epochs)  # fmt: skip
         if args.head_bias_correction:
             model = correct_head_biases(inline_buffers(model), crops)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         candidate = args.out.with_suffix(".candidate.tflite")
         candidate.write_bytes(inline_buffers(model))
 
