@@ -7,7 +7,7 @@
 #   ./install.sh --int8       also build the int8 estimator (models/quantize.py: calibrate on the test
 #                             media, gate against float; cached once it passes). Needs ../shared/media
 #                             or $BLAZEPOSE_EDGE_MEDIA and a quantizer venv in ~/.cache (about 310 MB);
-#                             about 3 min on a desktop CPU. Or build it once and copy the two files.
+#                             about a minute on the 2-vCPU dev VM. Or build it once and copy the two files.
 #   ./install.sh --service    (root) also install the systemd service: a copy in /opt/blazepose-edge,
 #                             user blazepose-edge (group video), /etc/blazepose-edge/config.toml
 #   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool
