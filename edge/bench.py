@@ -27,7 +27,7 @@ from .pipeline import PoseEstimator
 from .publish import pose_json
 from .sources import FrameGrabber
 from .sources.opencv import VideoCaptureSource
-from .telemetry import board_model, cpu_model, soc_temperature, throttled_flags
+from .telemetry import board_model, cpu_isa, cpu_model, soc_temperature, throttled_flags
 from .variants import VARIANTS
 
 SCHEMA_VERSION = 1
@@ -45,6 +45,7 @@ def machine() -> dict:
     return {
         "board": board_model(),
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "cores": os.cpu_count(),
         "affinity": affinity,
         "machine": platform.machine(),
@@ -212,7 +213,7 @@ def plot(report: dict, path: str) -> None:
     x = lambda ms: int(left + width * ms / top)  # noqa: E731
     env = report["env"]
     title = (f"blazepose-edge bench: {report['throughput']['fps']} FPS, {env['threads']} thread(s), "
-             f"{env['cpu']}")  # fmt: skip
+             f"{env['cpu']} ({env['isa'].split()[0]})")  # fmt: skip
     cv2.putText(
         img, title[:110], (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
     )
@@ -245,7 +246,7 @@ def summary(report: dict) -> str:
         lines.append(f"{stage:18s} {v['p50']:8.3f} {v['p95']:8.3f} {v['p99']:8.3f}")
     t, r, e = report["throughput"], report["resources"], report["env"]
     lines.append(
-        f"FPS {t['fps']} ({e['variant']}, {e['threads']} thread(s), {e['runtime']}, {e['cpu']}); "
+        f"FPS {t['fps']} ({e['variant']}, {e['threads']} thread(s), {e['runtime']}, {e['cpu']}, {e['isa'].split()[0]}); "
         f"detector on "
         f"{100 * t['detector_share']:.1f}% of frames; outside model invocation "
         f"{100 * t['outside_invoke_share']:.1f}% of frame time; CPU {r['cpu_percent']}%, "

@@ -32,6 +32,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU features that decide which XNNPACK kernels run, int8 ones above all (VNNI on x86, the dot
+# product and i8mm on ARM): two hosts that report the same model name can differ in these.
+ISA_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_fp16", "amx_int8",
+    "asimd", "asimdhp", "asimddp", "i8mm", "sve", "sve2",
+)  # fmt: skip
+
+
+def cpu_isa() -> str:
+    """LLVM's name for the host core (``znver3``, ``cortex-a76``) and the ``ISA_FEATURES`` the
+    kernel reports, e.g. ``znver3 avx2 fma``. A VM shows one model name (``AMD EPYC``) on hosts
+    whose int8 speed differs twofold; this tells them apart."""
+    try:
+        from llvmlite import binding
+
+        name = binding.get_host_cpu_name()
+    except Exception:  # noqa: BLE001 - llvmlite comes with numba; the flags alone still help
+        name = platform.machine()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                flags.update(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return " ".join([name, *(f for f in ISA_FEATURES if f in flags)])
+
+
 def board_model() -> str | None:
     """The board's name from the device tree (``Raspberry Pi 5 Model B Rev 1.0``), else None."""
     try:

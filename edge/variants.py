@@ -9,7 +9,7 @@ machine, which is used only when its record verifies and its accuracy gate passe
 the first start measures each estimator's invoke for a few seconds (interleaved rounds on a fixed
 synthetic crop, the configured thread count), takes the fastest (float unless another is at least
 ``MARGIN`` faster, so noise does not decide) and caches the choice in
-``variant.json`` in the cache directory, keyed by the board (CPU, device-tree model, machine,
+``variant.json`` in the cache directory, keyed by the board (CPU model and instruction set, device-tree model, machine,
 thread count, runtime and the candidates' SHA-256s): later starts on the same board reuse it.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 from . import models
 from .models import ModelError
 from .runtime import default_threads, interpreter_class
-from .telemetry import board_model, cpu_model
+from .telemetry import board_model, cpu_isa, cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def board_key(threads: int, runtime: str, segmentation: bool, shas: dict[str, st
     """What the fastest variant depends on."""
     return {
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "board": board_model(),
         "machine": platform.machine(),
         "threads": threads,

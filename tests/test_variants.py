@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from edge import PoseEstimator, models, variants
+from edge import PoseEstimator, models, telemetry, variants
 from edge.cli import main
 
 INT8 = "pose_landmark_full_int8"
@@ -157,6 +157,12 @@ def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
     assert len(calls) == 2
     assert len(json.loads(cache.read_text())["choices"]) == 2
 
+    # so is another instruction set behind the same model name (a VM moved to another host)
+    assert entry["board"]["isa"] == telemetry.cpu_isa()
+    monkeypatch.setattr(variants, "cpu_isa", lambda: "znver5 avx2 fma avx512f avx512_vnni")
+    PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir)
+    assert len(calls) == 3
+
 
 def test_auto_uses_a_cached_choice(int8_dir, monkeypatch):
     """Whatever the cache says for this board is used as is (here the slower-looking int8)."""
@@ -224,3 +230,15 @@ def test_cli_rejects_an_unknown_variant(capsys):
         main(["infer", "--variant", "int4"])
     assert info.value.code == 2
     assert "int4" in capsys.readouterr().err
+
+
+def test_cpu_isa_names_the_core_and_its_int8_features(monkeypatch, tmp_path):
+    isa = telemetry.cpu_isa()
+    assert isa.split()[0]  # LLVM's name for this core
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimdhp cpuid asimddp\n")
+    real_path = telemetry.Path
+    monkeypatch.setattr(
+        telemetry, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p)
+    )
+    assert telemetry.cpu_isa().split()[1:] == ["asimd", "asimdhp", "asimddp"]
