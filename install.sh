@@ -8,6 +8,9 @@
 #                             media, gate against float; cached once it passes). Needs ../shared/media
 #                             or $BLAZEPOSE_EDGE_MEDIA and a quantizer venv in ~/.cache (about 310 MB);
 #                             about a minute on the 2-vCPU dev VM. Or build it once and copy the two files.
+#   ./install.sh --int8-footage=PATH
+#                             the same, calibrated and gated on your own videos/photos (a file or a
+#                             folder; say a minute of your camera's view) instead of the test media
 #   ./install.sh --service    (root) also install the systemd service: a copy in /opt/blazepose-edge,
 #                             user blazepose-edge (group video), /etc/blazepose-edge/config.toml
 #   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool
@@ -21,6 +24,7 @@ cd "$(dirname "$0")"
 
 DEV=0
 INT8=0
+FOOTAGE=
 BROKER=1
 SERVICE=0
 UNINSTALL=0
@@ -29,6 +33,7 @@ for arg in "$@"; do
     --dev) DEV=1 ;;
     --no-broker) BROKER=0 ;;
     --int8) INT8=1 ;;
+    --int8-footage=*) INT8=1; FOOTAGE="${arg#*=}" ;;
     --service) SERVICE=1 ;;
     --uninstall) UNINSTALL=1 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
@@ -122,7 +127,12 @@ if [ "$INT8" = 1 ]; then
   fi
   say "building the int8 estimator (cached once it passes its accuracy gate)"
   set +e
-  .venv/bin/python models/quantize.py --if-missing --quantizer-python "$QVENV/bin/python"
+  if [ -n "$FOOTAGE" ]; then
+    .venv/bin/python models/quantize.py --if-missing --quantizer-python "$QVENV/bin/python" \
+      --footage "$FOOTAGE"
+  else
+    .venv/bin/python models/quantize.py --if-missing --quantizer-python "$QVENV/bin/python"
+  fi
   rc=$?
   set -e
   case $rc in

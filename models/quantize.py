@@ -291,6 +291,103 @@ def collect_crops(media: Path, per_video: int, seed: int = 0, log=print) -> np.n
     return crops
 
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".h264", ".mjpeg", ".mjpg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+HELD_OUT_TAIL = 0.2  # share of each of your videos (its end) kept for the gate
+HELD_OUT_EVERY = 5  # and every 5th of your photos
+HELD_OUT_PER_VIDEO = 12
+# A held-out image is scored only if float's torso (shoulder to hip centre) spans at least this
+# share of the crop: a body leaving the frame folds it to a few pixels, and errors measured in
+# such a torso are meaningless (a 4 px torso made one frame "447 %"). Reported, not scored.
+MIN_TORSO_SHARE = 0.05
+MIN_HELD_OUT = 8  # held-out frames with a person needed to judge a model built on your footage
+
+
+def footage_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The videos and photos among ``paths`` (files, or folders searched recursively), sorted."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BuildError(f"--footage: {path} does not exist")
+    videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not videos and not images:
+        raise BuildError(f"--footage: no video ({', '.join(VIDEO_SUFFIXES)}) or photo "
+                         f"({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")  # fmt: skip
+    return videos, images
+
+
+def collect_footage(
+    paths: list[Path], per_video: int, seed: int = 0, log=print
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Calibration crops and held-out gate frames from your own footage (your camera, your scene)
+    instead of the test media. Each video runs through the float pipeline in video mode, as
+    deployed: up to ``per_video`` evenly spread frames of its first 80 % give calibration crops,
+    and up to ``HELD_OUT_PER_VIDEO`` frames of its last 20 % are held out for the gate (never
+    calibrated on). Of the photos, every ``HELD_OUT_EVERY``-th is held out, the rest give
+    static-mode crops. Returns (crops, [(name, frame)])."""
+    import cv2
+
+    from edge import PoseEstimator
+
+    videos, images = footage_files(paths)
+    est = PoseEstimator("float", tracking=True, num_threads=2)
+    grab = _CropGrabber(est.estimator)
+    held: list[tuple[str, np.ndarray]] = []
+    for path in videos:
+        cap = cv2.VideoCapture(str(path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if total < 1:  # some containers (raw H.264) do not say: count
+            while cap.grab():
+                total += 1
+            cap.release()
+            cap = cv2.VideoCapture(str(path))
+        if total < 2:
+            cap.release()
+            log(f"  {path.name}: unreadable or too short, skipped")
+            continue
+        tail = total - max(1, round(total * HELD_OUT_TAIL))
+        stride = max(1, tail // per_video)
+        held_stride = max(1, (total - tail) // HELD_OUT_PER_VIDEO)
+        est.reset()
+        before, held_before, index = len(grab.crops), len(held), 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            grab.keep = index < tail and index % stride == 0
+            if (index >= tail and (index - tail) % held_stride == 0
+                    and len(held) - held_before < HELD_OUT_PER_VIDEO):  # fmt: skip
+                held.append((f"{path.name}#{index}", frame.copy()))
+            est.process(frame, timestamp_ms=index * 33.333)
+            index += 1
+        cap.release()
+        log(f"  {path.name}: {len(grab.crops) - before} crops from {index} frames, "
+            f"{len(held) - held_before} held out")  # fmt: skip
+    static = PoseEstimator("float", tracking=False, num_threads=2)
+    grab_static = _CropGrabber(static.estimator)
+    for i, path in enumerate(images):
+        frame = cv2.imread(str(path))
+        if frame is None:
+            log(f"  {path.name}: unreadable, skipped")
+        elif i % HELD_OUT_EVERY == HELD_OUT_EVERY // 2:
+            held.append((path.name, frame))
+        else:
+            static.process(frame)
+    if images:
+        log(f"  photos: {len(grab_static.crops)} crops from {len(images)} photos")
+    crops = grab.crops + grab_static.crops
+    if not crops:
+        raise BuildError("--footage: the float pipeline found no person to calibrate on")
+    crops = np.stack(crops)
+    np.random.default_rng(seed).shuffle(crops)
+    return crops, held
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. quantization (runs where ai_edge_quantizer is installed)
 
@@ -531,26 +628,35 @@ def _presence_is_marginal(model, flag: float, draws: int = 8) -> bool:
 
 
 def evaluate(candidate: Path, media: Path, reference: Path = REFERENCE) -> dict:
-    """Float vs ``candidate`` estimator on the held-out photos, on the same crop (the float
-    detector's ROI), decoded by ``edge.landmarks`` with heatmap refinement; also against
-    MediaPipe's reference landmarks for those photos."""
+    """``evaluate_frames`` on the held-out test photos, with MediaPipe's reference landmarks."""
     import cv2
 
+    ref = {item["file"]: item["pose"] for item in json.loads(reference.read_text())["images"]}
+    frames = [(name, cv2.imread(str(media / "images" / name))) for name in sorted(ref)]
+    return evaluate_frames(candidate, frames, ref)
+
+
+def evaluate_frames(
+    candidate: Path, frames: list[tuple[str, np.ndarray]], reference: dict | None = None
+) -> dict:
+    """Float vs ``candidate`` estimator on held-out ``frames`` ((name, BGR image) pairs), on the
+    same crop (the float detector's ROI), decoded by ``edge.landmarks`` with heatmap refinement;
+    also against MediaPipe's landmarks where ``reference`` (name -> pose or None) has them."""
     from edge.detector import Detector
     from edge.landmarks import LandmarkModel
     from edge.models import locate
     from edge.tracking import roi_from_detection
 
-    ref = {item["file"]: item["pose"] for item in json.loads(reference.read_text())["images"]}
+    ref = reference or {}
     detector = Detector(locate("pose_detection"), 2)
     ref_model = LandmarkModel(locate("pose_landmark_full"), 2)
     cand_model = LandmarkModel(candidate, 2)
     rows = []
-    for name in sorted(ref):
-        frame = cv2.imread(str(media / "images" / name))
+    for name, frame in frames:
+        mp_pose = ref.get(name)
         detections = detector.detect(frame)
         if not detections:
-            rows.append({"file": name, "float": False, "int8": False, "mp": ref[name] is not None})
+            rows.append({"file": name, "float": False, "int8": False, "mp": mp_pose is not None})
             continue
         rect = roi_from_detection(detections[0])
         a = ref_model.estimate(frame, rect)
@@ -559,20 +665,28 @@ def evaluate(candidate: Path, media: Path, reference: Path = REFERENCE) -> dict:
         b = cand_model.estimate(frame, rect)
         flag_int8 = float(cand_model.model.output("flag")[0])
         row = {"file": name, "float": a is not None, "int8": b is not None,
-               "mp": ref[name] is not None, "flag_float": flag_float,
+               "mp": mp_pose is not None, "flag_float": flag_float,
                "flag_int8": flag_int8, "marginal": marginal}  # fmt: skip
         if a is not None and b is not None:
             la, lb = a.landmarks, b.landmarks
+            side = max(rect.width * frame.shape[1], rect.height * frame.shape[0])
+            row["torso_share"] = torso(la) / side
+            if row["torso_share"] < MIN_TORSO_SHARE:  # no torso to measure by: reported only
+                rows.append(row)
+                continue
             row["vs_float"] = landmark_error(lb, la)
             row["vis"] = float(np.abs(lb[:33, 3] - la[:33, 3]).max())
             row["world_cm"] = float(np.abs(b.world[:33] - a.world[:33]).mean() * 100)
             row["flag"] = abs(a.score - b.score)
-            if ref[name] is not None:
-                mp = np.array(ref[name]["landmarks"], dtype=np.float64)
+            if mp_pose is not None:
+                mp = np.array(mp_pose["landmarks"], dtype=np.float64)
                 row["vs_mp"] = landmark_error(lb, mp)
                 row["float_vs_mp"] = landmark_error(la, mp)
         rows.append(row)
     scored = [r for r in rows if "vs_float" in r]
+    if not scored:
+        raise BuildError("no held-out image has a person both models find: nothing to judge by")
+    with_mp = [r for r in scored if "vs_mp" in r]
     summary = {
         "images": len(rows),
         "compared": len(scored),
@@ -582,12 +696,15 @@ def evaluate(candidate: Path, media: Path, reference: Path = REFERENCE) -> dict:
         "presence_mismatch_marginal": [
             r["file"] for r in rows if r["float"] != r["int8"] and r.get("marginal")
         ],
+        "no_torso": [r["file"] for r in rows if r.get("torso_share", 1.0) < MIN_TORSO_SHARE],
         "mean_vs_float": float(np.mean([r["vs_float"] for r in scored])),
         "median_vs_float": float(np.median([r["vs_float"] for r in scored])),
         "worst_vs_float": max((r["vs_float"], r["file"]) for r in scored),
-        "mean_vs_mp": float(np.mean([r["vs_mp"] for r in scored if "vs_mp" in r])),
-        "worst_vs_mp": max((r["vs_mp"], r["file"]) for r in scored if "vs_mp" in r),
-        "float_mean_vs_mp": float(np.mean([r["float_vs_mp"] for r in scored if "vs_mp" in r])),
+        "mean_vs_mp": float(np.mean([r["vs_mp"] for r in with_mp])) if with_mp else None,
+        "worst_vs_mp": max((r["vs_mp"], r["file"]) for r in with_mp) if with_mp else None,
+        "float_mean_vs_mp": (
+            float(np.mean([r["float_vs_mp"] for r in with_mp])) if with_mp else None
+        ),
         "max_vis": max(r["vis"] for r in scored),
         "mean_world_cm": float(np.mean([r["world_cm"] for r in scored])),
         "max_flag": max(r["flag"] for r in scored),
@@ -655,6 +772,10 @@ def _main(argv=None) -> int:
                         help="also keep ops whose output tensor name matches REGEX in float")  # fmt: skip
     parser.add_argument("--update", choices=("ema", "minmax"), default="minmax",
                         help="activation ranges: the quantizer's moving average, or global min/max")  # fmt: skip
+    parser.add_argument("--footage", type=Path, nargs="+", metavar="PATH",
+                        help="calibrate and gate on your own videos/photos (files or folders) "
+                             "instead of the test media: the end of each video and every 5th "
+                             "photo are held out for the gate")  # fmt: skip
     parser.add_argument("--per-video", type=int, default=80, help="calibration crops per video")
     parser.add_argument("--crops-cache", type=Path, help="reuse/save the calibration crops (.npy)")
     parser.add_argument("--tolerance", type=float, default=0.03,
@@ -692,9 +813,16 @@ def _main(argv=None) -> int:
             print(f"building: {exc}")
     from edge.media import media_dir
 
-    media = media_dir()
-    if not (media / "images").is_dir():
-        raise BuildError(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA)")
+    media, held = media_dir(), None
+    if args.footage:
+        print("collecting calibration crops and held-out frames from your footage:")
+        crops, held = collect_footage(args.footage, args.per_video)
+        print(f"calibration crops: {len(crops)}; held-out frames: {len(held)}")
+        if args.crops_cache:
+            np.save(args.crops_cache, crops)
+    elif not (media / "images").is_dir():
+        raise BuildError(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA, or "
+                         "calibrate on your own videos with --footage PATH)")  # fmt: skip
 
     if args.evaluate:
         candidate = args.evaluate
@@ -702,7 +830,9 @@ def _main(argv=None) -> int:
         float_model = prepare_float(FLOAT_MODEL.read_bytes())
         if args.float_out:
             args.float_out.write_bytes(float_model)
-        if args.crops_cache and args.crops_cache.is_file():
+        if held is not None:
+            pass  # crops from --footage, above
+        elif args.crops_cache and args.crops_cache.is_file():
             crops = np.load(args.crops_cache)
             print(f"calibration crops: {len(crops)} from {args.crops_cache}")
         else:
@@ -722,17 +852,25 @@ def _main(argv=None) -> int:
         candidate = args.out.with_suffix(".candidate.tflite")
         candidate.write_bytes(inline_buffers(model))
 
-    result = evaluate(candidate, media)
+    result = evaluate(candidate, media) if held is None else evaluate_frames(candidate, held)
     s = result["summary"]
-    print(f"held-out photos: {s['images']}, compared {s['compared']}; "
+    if held is not None and s["compared"] < MIN_HELD_OUT:
+        raise BuildError(f"only {s['compared']} held-out frames of your footage show a person "
+                         f"both models find (need {MIN_HELD_OUT}): give more or longer footage")  # fmt: skip
+    print(f"held-out {'photos' if held is None else 'frames'}: {s['images']}, "
+          f"compared {s['compared']}"
+          + (f" (not scored, float's torso under {MIN_TORSO_SHARE:.0%} of the crop: "
+             f"{s['no_torso']})" if s["no_torso"] else "")
+          + "; "
           f"pose found differently: {s['presence_mismatch'] or 'none'}"
           + (f" (and on {s['presence_mismatch_marginal']}, where float itself flips under "
              "+-1 grey level noise: reported, not failed)"
              if s["presence_mismatch_marginal"] else ""))  # fmt: skip
     print(f"  vs float:     mean {s['mean_vs_float']:.2%}  median {s['median_vs_float']:.2%}  "
           f"worst {s['worst_vs_float'][0]:.2%} ({s['worst_vs_float'][1]}) of torso")  # fmt: skip
-    print(f"  vs MediaPipe: mean {s['mean_vs_mp']:.2%}  worst {s['worst_vs_mp'][0]:.2%} "
-          f"({s['worst_vs_mp'][1]}); float vs MediaPipe {s['float_mean_vs_mp']:.2%}")  # fmt: skip
+    if s["mean_vs_mp"] is not None:
+        print(f"  vs MediaPipe: mean {s['mean_vs_mp']:.2%}  worst {s['worst_vs_mp'][0]:.2%} "
+              f"({s['worst_vs_mp'][1]}); float vs MediaPipe {s['float_mean_vs_mp']:.2%}")  # fmt: skip
     print(f"  visibility max diff {s['max_vis']:.3f}, world mean diff {s['mean_world_cm']:.2f} cm, "
           f"flag max diff {s['max_flag']:.4f}")  # fmt: skip
     timing = {}
@@ -770,7 +908,15 @@ def _main(argv=None) -> int:
                  "worst_tolerance": args.worst_tolerance,
                  "mean_vs_float": s["mean_vs_float"], "median_vs_float": s["median_vs_float"],
                  "worst_vs_float": s["worst_vs_float"][0], "mean_vs_mediapipe": s["mean_vs_mp"],
-                 "photos": s["compared"], "presence_mismatch": s["presence_mismatch"]},
+                 "photos": s["compared"], "presence_mismatch": s["presence_mismatch"],
+                 "held_out": "test photos" if held is None else "your footage"},
+        "calibration": (
+            {"media": "test media (tests/data/mediapipe_reference.json photos held out)"}
+            if held is None else
+            {"footage": [{"file": p.name, "sha256": models.sha256_of(p)}
+                         for p in sum(footage_files(args.footage), [])],
+             "crops": len(crops), "held_out_frames": len(held)}
+        ),
         "timing_ms": {f"{k} x{n}": v["median_ms"] for (k, n), v in timing.items()},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip
