@@ -25,7 +25,11 @@ Steps (see QUANTIZE.md for what was tried and measured):
    the float model and against MediaPipe's reference. The model is written only if the mean stays
    within ``--tolerance`` (and every image within ``--worst-tolerance``, and the pose flag agrees
    with float on every photo); otherwise exit 1 and leave the candidate beside ``--out``.
-   As of this writing no recipe passes (best: mean 5.2 %, worst 13 %): see QUANTIZE.md.
+   The default recipe ``a8w8-stem-reg`` passes (mean 2.7 %, worst 9.3 %): see QUANTIZE.md.
+
+``--footage PATH...`` replaces the test media in steps 2 and 4 with your own videos and photos
+(a board has no test media): the end of each video and every 5th photo are held out for the gate,
+which then compares with float only (MediaPipe's reference exists for the test photos alone).
 
 ai-edge-quantizer (0.10.0) does not pull TensorFlow, but it does pull scipy, absl-py,
 immutabledict and litert-lm-builder (about 150 MB, mostly scipy). It is not a project dependency:
