@@ -5,8 +5,8 @@ itself never imports mediapipe)::
 
     python3.11 -m venv /tmp/mpvenv
     /tmp/mpvenv/bin/pip install mediapipe==0.10.14 numba ai-edge-litert psutil paho-mqtt
-    PYTHONPATH=. /tmp/mpvenv/bin/python benchmarks/compare_mediapipe.py [--video V] [--frames N] \
-        [--variants float,int8] [--threads N]
+    PYTHONPATH=. /tmp/mpvenv/bin/python benchmarks/compare_mediapipe.py [--video V [V ...]] \
+        [--frames N] [--variants float,int8] [--threads N] [--json OUT]
 
 Both run video mode (tracking + smoothing; MediaPipe's legacy Pose with model_complexity=1). Each
 frame is given to MediaPipe and to each requested variant of ours, the order rotating frame by
@@ -34,34 +34,23 @@ def torso(lm: np.ndarray) -> float:
     return float(np.linalg.norm((lm[11, :2] + lm[12, :2]) / 2 - (lm[23, :2] + lm[24, :2]) / 2))
 
 
-def main() -> None:
+def compare(video: str, ours: dict, frames_wanted: int, warmup: int) -> dict:
+    """One video: MediaPipe and each of ``ours`` (variant -> PoseEstimator) on the same frames,
+    in an order rotating frame by frame; throughput and landmark difference."""
     import mediapipe as mp
 
-    from edge import PoseEstimator
-    from edge.media import media_dir
-
-    media = media_dir()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", default=str(media / "video" / "street.avi"))
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=None, help="ours (default: auto)")
-    parser.add_argument("--variants", default="auto",
-                        help="comma-separated variants of ours, all run in the same pass")  # fmt: skip
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--json", help="write the report here")
-    args = parser.parse_args()
-
-    cap = cv2.VideoCapture(args.video)
+    cap = cv2.VideoCapture(video)
     frames = []
-    while len(frames) < args.frames + args.warmup:
+    while len(frames) < frames_wanted + warmup:
         ok, frame = cap.read()
         if not ok:
             break
         frames.append(frame)
+    if len(frames) <= warmup:
+        raise SystemExit(f"{video}: only {len(frames)} frames readable")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-
-    ours = {v: PoseEstimator(v, num_threads=args.threads, tracking=True)
-            for v in args.variants.split(",")}  # fmt: skip
+    for est in ours.values():
+        est.reset()
     theirs = mp.solutions.pose.Pose(
         static_image_mode=False, model_complexity=1, smooth_landmarks=True
     )
@@ -85,7 +74,7 @@ def main() -> None:
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
             results[name] = run(name)
-        if i < args.warmup:
+        if i < warmup:
             continue
         for name in names:
             times[name].append(results[name][0])
@@ -100,11 +89,11 @@ def main() -> None:
                 both[name] += 1
             elif bool(result.pose_landmarks) != bool(poses):
                 only_one[name] += 1
+    theirs.close()
 
     fps_of = {k: len(t) / sum(t) for k, t in times.items()}
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "video": args.video,
+        "video": video,
         "frames": len(times["mediapipe"]),
         "mediapipe": {
             "fps": round(fps_of["mediapipe"], 1),
@@ -129,7 +118,51 @@ def main() -> None:
             "frames_with_pose_in_both": both[name],
             "frames_with_pose_in_one_only": only_one[name],
         }
+    return report
+
+
+def summary_line(report: dict) -> str:
+    """One line per video: MediaPipe's FPS, then per variant the ratio and the landmark error."""
+    parts = [
+        f"{Path(report['video']).name[:34]:34s} MediaPipe {report['mediapipe']['fps']:6.1f} FPS"
+    ]
+    for name, r in report["ours"].items():
+        e = r["landmark_error_torso_pct"]
+        err = f"{e['median']:.2f}/{e['p95']:.1f} %" if e["median"] is not None else "-"
+        parts.append(f"{name} {r['throughput_ratio']:.2f}x err {err} one-only "
+                     f"{r['frames_with_pose_in_one_only']}")  # fmt: skip
+    return " | ".join(parts)
+
+
+def main() -> None:
+    from edge import PoseEstimator
+    from edge.media import media_dir
+    from edge.telemetry import cpu_isa, cpu_model
+
+    media = media_dir()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", nargs="+", default=[str(media / "video" / "street.avi")],
+                        help="one or more videos, run one after the other")  # fmt: skip
+    parser.add_argument("--frames", type=int, default=200, help="per video")
+    parser.add_argument("--threads", type=int, default=None, help="ours (default: auto)")
+    parser.add_argument("--variants", default="auto",
+                        help="comma-separated variants of ours, all run in the same pass")  # fmt: skip
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args()
+
+    ours = {v: PoseEstimator(v, num_threads=args.threads, tracking=True)
+            for v in args.variants.split(",")}  # fmt: skip
+    reports = [compare(video, ours, args.frames, args.warmup) for video in args.video]
+    machine = f"{cpu_model()} ({cpu_isa()}), {os.cpu_count()} cores, {platform.machine()}"
+    report = {"machine": machine, "videos": reports} if len(reports) > 1 else {
+        "machine": machine, **reports[0]}  # fmt: skip
     print(json.dumps(report, indent=2))
+    print(
+        f"\n{machine}; error = median/p95 of the mean 2D landmark distance, % of MediaPipe's torso"
+    )
+    for r in reports:
+        print(summary_line(r))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
