@@ -46,14 +46,15 @@ def candidates() -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _has_media(path: Path) -> bool:
+    return (path / "images").is_dir() or (path / "video").is_dir()
+
+
 def media_dir() -> Path:
     """The first candidate holding ``images/`` or ``video/``; else the first candidate (so that
     messages name where the media were expected)."""
     options = candidates()
-    for path in options:
-        if (path / "images").is_dir() or (path / "video").is_dir():
-            return path
-    return options[0]
+    return next((path for path in options if _has_media(path)), options[0])
 
 
 def demo_video() -> Path:
@@ -64,7 +65,7 @@ def demo_video() -> Path:
 
 def main() -> int:
     path = media_dir()
-    if (path / "images").is_dir() or (path / "video").is_dir():
+    if _has_media(path):
         print(path)
         return 0
     looked = ", ".join(str(p) for p in candidates())

@@ -20,16 +20,21 @@ THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (``Hardware`` on older ARM kernels), else the
-    architecture."""
+def _cpuinfo(keys: tuple[str, ...]) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of ``keys`` (lower case)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
+            if line.lower().startswith(keys):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``Hardware`` on older ARM kernels), else the
+    architecture."""
+    return _cpuinfo(("model name", "hardware")) or platform.processor() or platform.machine()
 
 
 # CPU features that decide which XNNPACK kernels run, int8 ones above all (VNNI on x86, the dot
@@ -50,14 +55,7 @@ def cpu_isa() -> str:
         name = binding.get_host_cpu_name()
     except Exception:  # noqa: BLE001 - llvmlite comes with numba; the flags alone still help
         name = platform.machine()
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("flags", "features")):
-                flags.update(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    flags = set((_cpuinfo(("flags", "features")) or "").split())
     return " ".join([name, *(f for f in ISA_FEATURES if f in flags)])
 
 

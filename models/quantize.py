@@ -254,6 +254,44 @@ class _CropGrabber:
         self._infer()
 
 
+def _frame_count(path: Path) -> int:
+    """Frames in the video at ``path``, as its container says, else counted (raw H.264 does not
+    say); 0 if unreadable."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    if total < 1:
+        while cap.grab():
+            total += 1
+    cap.release()
+    return total
+
+
+def _track_video(
+    est, grab: _CropGrabber, path: Path, keep: range, hold: range = range(0)
+) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """The float pipeline in video mode over ``path`` from a fresh track, as deployed: ``grab``
+    keeps the crops of the frames whose index is in ``keep``; copies of the frames in ``hold``
+    are returned as (index, frame). Returns (frames read, held frames)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    est.reset()
+    held, index = [], 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        grab.keep = index in keep
+        if index in hold:
+            held.append((index, frame.copy()))
+        est.process(frame, timestamp_ms=index * 33.333)
+        index += 1
+    cap.release()
+    return index, held
+
+
 def collect_crops(media: Path, per_video: int, seed: int = 0, log=print) -> np.ndarray:
     """(N, 256, 256, 3) uint8 RGB crops: the estimator inputs of the float pipeline in video mode
     (tracking, as deployed) on the calibration videos, up to ``per_video`` evenly spread frames
@@ -266,20 +304,10 @@ def collect_crops(media: Path, per_video: int, seed: int = 0, log=print) -> np.n
     grab = _CropGrabber(est.estimator)
     for name in CALIB_VIDEOS:
         path = media / "video" / name
-        cap = cv2.VideoCapture(str(path))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 1
-        stride = max(1, total // per_video)
-        est.reset()
-        before, index = len(grab.crops), 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            grab.keep = index % stride == 0
-            est.process(frame, timestamp_ms=index * 33.333)
-            index += 1
-        cap.release()
-        log(f"  {name}: {len(grab.crops) - before} crops from {index} frames")
+        stride = max(1, _frame_count(path) // per_video)
+        before = len(grab.crops)
+        frames, _ = _track_video(est, grab, path, keep=range(0, sys.maxsize, stride))
+        log(f"  {name}: {len(grab.crops) - before} crops from {frames} frames")
     static = PoseEstimator("float", tracking=False, num_threads=2)
     grab_static = _CropGrabber(static.estimator)
     photos = sorted(
@@ -343,35 +371,21 @@ def collect_footage(
     grab = _CropGrabber(est.estimator)
     held: list[tuple[str, np.ndarray]] = []
     for path in videos:
-        cap = cv2.VideoCapture(str(path))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if total < 1:  # some containers (raw H.264) do not say: count
-            while cap.grab():
-                total += 1
-            cap.release()
-            cap = cv2.VideoCapture(str(path))
+        total = _frame_count(path)
         if total < 2:
-            cap.release()
             log(f"  {path.name}: unreadable or too short, skipped")
             continue
         tail = total - max(1, round(total * HELD_OUT_TAIL))
         stride = max(1, tail // per_video)
         held_stride = max(1, (total - tail) // HELD_OUT_PER_VIDEO)
-        est.reset()
-        before, held_before, index = len(grab.crops), len(held), 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            grab.keep = index < tail and index % stride == 0
-            if (index >= tail and (index - tail) % held_stride == 0
-                    and len(held) - held_before < HELD_OUT_PER_VIDEO):  # fmt: skip
-                held.append((f"{path.name}#{index}", frame.copy()))
-            est.process(frame, timestamp_ms=index * 33.333)
-            index += 1
-        cap.release()
-        log(f"  {path.name}: {len(grab.crops) - before} crops from {index} frames, "
-            f"{len(held) - held_before} held out")  # fmt: skip
+        before = len(grab.crops)
+        frames, tail_frames = _track_video(
+            est, grab, path, keep=range(0, tail, stride),
+            hold=range(tail, sys.maxsize, held_stride)[:HELD_OUT_PER_VIDEO],
+        )  # fmt: skip
+        held += [(f"{path.name}#{index}", frame) for index, frame in tail_frames]
+        log(f"  {path.name}: {len(grab.crops) - before} crops from {frames} frames, "
+            f"{len(tail_frames)} held out")  # fmt: skip
     static = PoseEstimator("float", tracking=False, num_threads=2)
     grab_static = _CropGrabber(static.estimator)
     for i, path in enumerate(images):
@@ -675,9 +689,7 @@ def evaluate_frames(
             la, lb = a.landmarks, b.landmarks
             side = max(rect.width * frame.shape[1], rect.height * frame.shape[0])
             row["torso_share"] = torso(la) / side
-            if row["torso_share"] < MIN_TORSO_SHARE:  # no torso to measure by: reported only
-                rows.append(row)
-                continue
+        if row.get("torso_share", 0.0) >= MIN_TORSO_SHARE:  # else nothing to measure by: reported
             row["vs_float"] = landmark_error(lb, la)
             row["vis"] = float(np.abs(lb[:33, 3] - la[:33, 3]).max())
             row["world_cm"] = float(np.abs(b.world[:33] - a.world[:33]).mean() * 100)
@@ -834,17 +846,16 @@ def _main(argv=None) -> int:
         float_model = prepare_float(FLOAT_MODEL.read_bytes())
         if args.float_out:
             args.float_out.write_bytes(float_model)
-        if held is not None:
-            pass  # crops from --footage, above
-        elif args.crops_cache and args.crops_cache.is_file():
-            crops = np.load(args.crops_cache)
-            print(f"calibration crops: {len(crops)} from {args.crops_cache}")
-        else:
-            print("collecting calibration crops with the float pipeline:")
-            crops = collect_crops(media, args.per_video)
-            if args.crops_cache:
-                np.save(args.crops_cache, crops)
-            print(f"calibration crops: {len(crops)}")
+        if held is None:  # else the crops came from --footage, above
+            if args.crops_cache and args.crops_cache.is_file():
+                crops = np.load(args.crops_cache)
+                print(f"calibration crops: {len(crops)} from {args.crops_cache}")
+            else:
+                print("collecting calibration crops with the float pipeline:")
+                crops = collect_crops(media, args.per_video)
+                if args.crops_cache:
+                    np.save(args.crops_cache, crops)
+                print(f"calibration crops: {len(crops)}")
         recipe = build_recipe(args.recipe, args.keep_float, float_model)
         print(f"quantizing with recipe {args.recipe} (+ float: {args.keep_float or 'none'}), "
               f"activation ranges: {args.update}")  # fmt: skip
