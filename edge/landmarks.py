@@ -137,7 +137,6 @@ class LandmarkModel:
         forward, inverse = roi_matrices(roi, INPUT_SIZE, INPUT_SIZE)
         view = self.model.input_view()
         if self.warp == "numba":
-            kernels.touch_source(frame_bgr, inverse, INPUT_SIZE, INPUT_SIZE)  # warm the cache
             kernels.warp_to_tensor(
                 frame_bgr, inverse, view, 1.0 / 255.0, 0.0, True, kernels.BORDER_REPLICATE
             )
