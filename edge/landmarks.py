@@ -163,8 +163,9 @@ class LandmarkModel:
         if not math.isfinite(score) or score <= POSE_THRESHOLD:
             return None
         raw = self.model.output("landmarks")
-        heatmap = self.model.output("heatmap") if self.refine else None
+        heatmap = self.model.output_view("heatmap") if self.refine else None
         norm = decode_landmarks(raw, rect, padding, heatmap)
+        del heatmap  # the interpreter's own buffer: no reference may outlive this frame
         world = decode_world(self.model.output("world"), rect)
         if not (np.isfinite(norm).all() and np.isfinite(world).all()):
             return None

@@ -141,6 +141,12 @@ class Model:
         """A copy of output ``role`` with the batch dimension dropped."""
         return self.interpreter.get_tensor(self.outputs[role].index)[0]
 
+    def output_view(self, role: str) -> np.ndarray:
+        """Output ``role`` in place, without the copy ``output`` makes (the heatmap is 624 KB).
+        Valid until the next ``invoke()``, which refuses to run while the view is alive: read
+        it and drop it, as ``input_view``."""
+        return self.interpreter.tensor(self.outputs[role].index)()[0]
+
 
 def _info(detail: dict) -> TensorInfo:
     return TensorInfo(

@@ -65,6 +65,12 @@ def test_outputs_found_by_shape_and_threads_passed(models_ready):
     model.invoke()
     assert model.output("boxes").shape == (2254, 12)
     assert np.isfinite(model.output("scores")).all()
+    in_place = model.output_view("boxes")
+    np.testing.assert_array_equal(in_place, model.output("boxes"))
+    with pytest.raises(RuntimeError):  # the interpreter will not overwrite a live view
+        model.invoke()
+    del in_place
+    model.invoke()
 
 
 def test_wrong_model_for_role_is_refused(models_ready):
