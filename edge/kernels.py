@@ -88,8 +88,8 @@ def warp_to_tensor(
     (neighbours outside the image count as 0) or BORDER_REPLICATE (clamped to the edge).
 
     A rotated, scaled crop reads the source along slanted lines that the hardware prefetcher does
-    not follow, and a freshly decoded frame is not in the cache: without help the kernel mostly
-    waits for memory. So while it computes one output row it prefetches the source lines that
+    not follow, and a freshly decoded frame is not in the cache: without help the kernel stalls
+    on memory. So while it computes one output row it prefetches the source lines that
     the same columns need ``prefetch_rows`` rows further down (0: no prefetching; the results are
     the same either way).
     """
