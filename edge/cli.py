@@ -241,7 +241,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_CONFIG
     _setup_logging(cfg.daemon.log_level)
-    exit_codes = ((ModelError, EXIT_MODEL), (SourceError, EXIT_SOURCE), (PublishError, EXIT_BROKER))
+    exit_codes = (
+        (ConfigError, EXIT_CONFIG),  # found while starting: an unreadable password file
+        (ModelError, EXIT_MODEL),
+        (SourceError, EXIT_SOURCE),
+        (PublishError, EXIT_BROKER),
+    )
     try:
         daemon = Daemon(cfg, reload_config=lambda: _load_config(args))
 

@@ -262,9 +262,13 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
     path = path or DEFAULT_CONFIG
     if path.is_file():
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config: {path} is not UTF-8 text (TOML must be): {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from exc
         _check_section(cfg, data, "")
     elif explicit:
         raise ConfigError(f"config: {path} does not exist")
@@ -284,19 +288,32 @@ def read_password(m: MqttConfig) -> str | None:
     LoadCredential=), or the environment variable named by mqtt.password_env; None if none is set."""
     if m.password_file:
         path = Path(m.password_file)
-        mode = path.stat().st_mode
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from exc
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning(
                 "mqtt.password_file %s can be read by other users (mode %03o): chmod 600 it",
                 path, stat.S_IMODE(mode),
             )  # fmt: skip
-        return path.read_text().rstrip("\r\n")
+        return _read_secret(path, "mqtt.password_file")
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds and (Path(creds) / "mqtt_password").is_file():
-        return (Path(creds) / "mqtt_password").read_text().rstrip("\r\n")
+        return _read_secret(Path(creds) / "mqtt_password", "$CREDENTIALS_DIRECTORY/mqtt_password")
     if m.password_env and m.password_env in os.environ:
         return os.environ[m.password_env]
     return None
+
+
+def _read_secret(path: Path, key: str) -> str:
+    """The first line's worth of ``path`` (a password file), or a ConfigError naming ``key``
+    (never the content)."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{key}: cannot read {path}: {why}") from None
 
 
 RELOADABLE = {

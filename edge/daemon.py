@@ -76,6 +76,9 @@ class Daemon:
         except ConfigError as exc:
             log.error("SIGHUP: %s; keeping the running configuration", exc)
             return
+        except Exception:  # a reload must never take the daemon down
+            log.exception("SIGHUP: reading the configuration failed; keeping the running one")
+            return
         changed = changed_keys(self.cfg, new)
         applied = sorted(changed & RELOADABLE)
         pending = sorted(changed - RELOADABLE)
@@ -164,7 +167,7 @@ class Daemon:
             self.grabber.stop()
             stats_thread.join(timeout=1.0)
             self.publisher.stop()
-        if self.grabber.error and self.processed == 0:
+        if self.grabber.error:  # the source failed for good: non-zero, so systemd restarts
             return EXIT_SOURCE
         return EXIT_OK
 

@@ -55,6 +55,30 @@ def test_missing_explicit_file(tmp_path):
         load(tmp_path / "none.toml")
 
 
+def test_unreadable_or_non_utf8_file_is_a_config_error(tmp_path):
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"[daemon]\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load(latin1)
+    folder = tmp_path / "a-folder.toml"
+    folder.mkdir()  # is_file() is False: reported as missing, not a traceback
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(folder)
+
+
+def test_unreadable_password_file_names_the_key_not_the_content(tmp_path):
+    m = Config().mqtt
+    m.password_file = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="mqtt.password_file: cannot read"):
+        read_password(m)
+    (tmp_path / "pw").write_bytes(b"s3cret\xff\n")
+    (tmp_path / "pw").chmod(0o600)
+    m.password_file = str(tmp_path / "pw")
+    with pytest.raises(ConfigError, match="not UTF-8") as err:
+        read_password(m)
+    assert "s3cret" not in str(err.value)
+
+
 def test_default_file_is_optional(monkeypatch, tmp_path):
     monkeypatch.setattr(config, "DEFAULT_CONFIG", tmp_path / "absent.toml")
     assert load() == Config()

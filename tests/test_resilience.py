@@ -144,6 +144,40 @@ def test_malformed_frames_are_skipped_and_counted(media, models_ready):
     assert daemon.telemetry.bad_frames == 1000
 
 
+def test_source_failing_for_good_after_frames_exits_non_zero(media, models_ready):
+    """Exit 4 (so systemd's Restart=on-failure restarts the unit), not 0, even after frames."""
+    from edge.config import Config
+    from edge.daemon import EXIT_SOURCE, Daemon
+    from edge.sources import Source, SourceError
+    from edge.sources.opencv import VideoCaptureSource
+
+    class Failing(Source):
+        live = False
+        description = "a file whose disk went away"
+
+        def __init__(self):
+            self.video = VideoCaptureSource(str(media / "video" / VIDEO), "file")
+            self.i = 0
+
+        def open(self):
+            self.video.open()
+
+        def read(self):
+            self.i += 1
+            if self.i > 5:
+                raise SourceError("read error: the disk went away")
+            return self.video.read()
+
+    cfg = Config()
+    cfg.mqtt.host = "none"
+    daemon = Daemon(cfg, source=Failing())
+    devnull = open("/dev/null", "w")  # noqa: SIM115
+    daemon.publisher.stream = devnull
+    assert daemon.run() == EXIT_SOURCE
+    devnull.close()
+    assert daemon.processed == 5
+
+
 def test_corrupted_video_tail_does_not_crash(media, models_ready):
     """The last second of this clip has codec corruption."""
     code, out, err = finish(start_daemon("--source", str(media / "video" / "hard_arm_wrestling_closeup_mmaction2.mp4"),
@@ -277,6 +311,9 @@ def test_sighup_reloads_what_it_can(media, models_ready, tmp_path):
         cfg.write_text("[mqtt]\nbogus = 1\n")
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.5)
+        cfg.write_bytes(b"[mqtt]\nstats_interval = 2.0  # caf\xe9, saved as Latin-1\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
         assert proc.poll() is None  # still running
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -285,6 +322,7 @@ def test_sighup_reloads_what_it_can(media, models_ready, tmp_path):
     assert "applied: daemon.log_level, mqtt.stats_interval" in err
     assert "need a restart: mqtt.port" in err
     assert "unknown key mqtt.bogus" in err and "keeping the running configuration" in err
+    assert "is not UTF-8 text" in err
 
 
 def test_password_file_readable_by_others_is_warned(tmp_path, caplog):

@@ -81,6 +81,41 @@ def test_live_grabber_reopens_after_failure_and_reports():
     assert grabber.errors >= 1 and src.opens >= 1
 
 
+class FakeLoopingFile(FakeLive):
+    """A looping file: not live (lockstep), but it may come back after it fails."""
+
+    live = False
+    recoverable = True
+
+
+def test_looping_file_that_fails_is_reopened_not_ended():
+    statuses = []
+    src = FakeLoopingFile(fps=500, fail_between=(3, 5))
+    grabber = FrameGrabber(src, on_status=statuses.append)
+    grabber.start()
+    seen = []
+    while len(seen) < 10:
+        frame = grabber.get(5.0)
+        assert frame is not None
+        seen.append(frame.index)
+        frame.done()
+    grabber.stop()
+    assert seen == [0, 1, 2, *range(5, 12)] and grabber.error is None
+    assert statuses[0] == "camera lost: unplugged" and statuses[-1] is None
+
+
+def test_a_source_that_fails_for_good_ends_with_its_error():
+    src = FakeLoopingFile(fps=500, fail_between=(3, 4))
+    src.recoverable = False
+    grabber = FrameGrabber(src)
+    grabber.start()
+    assert [grabber.get(5.0).index for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(EndOfStream, match="unplugged"):
+        grabber.get(5.0)
+    grabber.stop()
+    assert grabber.error == "unplugged"
+
+
 def test_file_source_is_lockstep_without_drops(media):
     src = VideoCaptureSource(str(media / "video" / "hard_legs_only_pool_mmaction2.mp4"), "file")
     src.open()
@@ -123,6 +158,25 @@ def test_folder_source_skips_unreadable(tmp_path, media):
     frames = [src.read(), src.read(), src.read()]
     assert [f.index for f in frames[:2]] == [0, 1] and frames[2] is None
     assert src.unreadable == 1
+
+
+def test_looping_folder_of_unreadable_images_fails_instead_of_spinning(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"broken")
+    (tmp_path / "b.png").write_bytes(b"broken too")
+    src = FolderSource(str(tmp_path), loop=True)
+    src.open()
+    with pytest.raises(SourceError, match="none of the 2 images"):
+        src.read()
+    assert src.unreadable == 2
+
+
+def test_camera_credentials_stay_out_of_descriptions_and_errors():
+    src = open_source(SourceConfig(uri="rtsp://admin:hunter2@cam:554/live?token=abc&channel=1"))
+    assert src.description == "stream rtsp://admin:***@cam:554/live?token=***&channel=1"
+    assert "***@cam" in open_source(SourceConfig(uri="http://s3cr3t@cam/v.mjpg")).description
+    with pytest.raises(SourceError) as err:
+        open_source(SourceConfig(uri="rtspx://admin:hunter2@cam/live"))
+    assert "hunter2" not in str(err.value) and "admin:***@cam" in str(err.value)
 
 
 @pytest.mark.parametrize(

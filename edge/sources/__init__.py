@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import SourceConfig
 from ..media import demo_video
-from .base import Frame, Source, SourceError
+from .base import Frame, Source, SourceError, redact
 from .folder import FolderSource
 from .grabber import FrameGrabber
 from .opencv import VideoCaptureSource
@@ -68,6 +68,6 @@ def open_source(cfg: SourceConfig) -> Source:
     if path.is_file():
         return VideoCaptureSource(str(path), "file", loop=cfg.loop, realtime=cfg.realtime)
     raise SourceError(
-        f"source {uri!r} is not a camera (picam, picam:N, /dev/videoN, N), a stream URL, "
+        f"source {redact(uri)!r} is not a camera (picam, picam:N, /dev/videoN, N), a stream URL, "
         "an existing video file or a folder of images"
     )

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;]?[^&;=]*(?:pass|pwd|token|secret|key|auth|sig)[^&;=]*=)[^&;]*"
+)
 
 
 class SourceError(RuntimeError):
@@ -27,6 +33,25 @@ class Frame:
             release()
 
 
+def redact(uri: str) -> str:
+    """``uri`` as it may appear in logs and in the retained status: a camera URL's password
+    (``rtsp://admin:***@cam/...``; a user name alone may be a token: ``***@cam``) and the values
+    of query parameters that look like credentials (``?token=***``) masked."""
+    if "://" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # not parseable: keep only the scheme
+        return uri.split("://", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
+    query = _SECRET_PARAM.sub(r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class Source:
     """A stream of frames. ``read()`` blocks for the next frame and returns None at the end.
 
@@ -37,6 +62,13 @@ class Source:
 
     live: bool = True
     description: str = ""
+
+    @property
+    def recoverable(self) -> bool:
+        """Whether a failure is retried (closed, reopened with backoff) rather than ending the
+        stream: cameras and streams, and sources that loop (a file or folder that disappears
+        may come back)."""
+        return self.live
 
     def open(self) -> None:
         """Open (or reopen) the device; raises SourceError."""

@@ -26,6 +26,10 @@ class FolderSource(Source):
         self.index = 0
         self.unreadable = 0
 
+    @property
+    def recoverable(self) -> bool:
+        return self.loop
+
     def open(self) -> None:
         if not self.folder.is_dir():
             raise SourceError(f"{self.folder} is not a folder")
@@ -38,16 +42,22 @@ class FolderSource(Source):
     def read(self) -> Frame | None:
         if not self.files:
             self.open()
+        failed = 0  # in a row: a whole pass of them means looping would spin for ever
         while True:
             if self.position >= len(self.files):
                 if not self.loop:
                     return None
                 self.position = 0
+            if failed >= len(self.files):
+                raise SourceError(
+                    f"none of the {len(self.files)} images in {self.folder} is readable"
+                )
             path = self.files[self.position]
             self.position += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 self.unreadable += 1
+                failed += 1
                 log.warning("skipping unreadable image %s", path)
                 continue
             pts = self.index * 1000.0 / 30.0  # a folder plays as a 30 fps clip

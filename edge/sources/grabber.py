@@ -4,8 +4,9 @@ Live sources: only the newest frame is kept; a frame replaced before the pipelin
 dropped, counted and its buffer released, so there is never a backlog and latency stays at one
 frame. Other sources (files, folders): the thread waits for the pipeline, nothing is dropped.
 
-A live source that fails is closed and reopened with exponential backoff (0.5 s doubling to 10 s);
-``on_status`` hears about the loss and the recovery.
+A live source that fails (or a looping file or folder) is closed and reopened with exponential
+backoff (0.5 s doubling to 10 s); ``on_status`` hears about the loss and the recovery. Any other
+source that fails ends the stream with ``error`` set.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class FrameGrabber:
                     frame = self.source.read()
                 except SourceError as exc:
                     self.errors += 1
-                    if not self.live:
+                    if not self.source.recoverable:
                         self.error = str(exc)
                         log.error("%s", exc)
                         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from .base import Frame, Source, SourceError
+from .base import Frame, Source, SourceError, redact
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,15 @@ class VideoCaptureSource(Source):
         self.width, self.height, self.fps = width, height, fps
         self.loop, self.realtime = loop, realtime
         self.live = kind != "file" or realtime
-        self.description = f"{kind} {target}"
+        self.description = f"{kind} {redact(str(target))}"  # no camera password in logs
         self.cap: cv2.VideoCapture | None = None
         self.index = 0
         self.file_fps = 0.0
         self._t0 = 0.0
+
+    @property
+    def recoverable(self) -> bool:
+        return self.live or self.loop
 
     def open(self) -> None:
         self.close()
