@@ -100,6 +100,39 @@ def test_kill_9_while_broker_down_then_restart_delivers_spool(
     sub.close()
 
 
+def test_spool_with_a_lost_middle_is_delivered_and_drained(broker, tmp_path):
+    """Numbers lost in an older segment (a disk error) are skipped: the rest is delivered, the
+    acknowledged point moves past the gap and the spool is empty at the end."""
+    from edge.config import MqttConfig
+    from edge.publish.mqtt import MqttPublisher
+    from edge.publish.spool import HEADER, Spool
+
+    folder = tmp_path / "spool"
+    spool = Spool(folder, segment_bytes=2000)
+    for i in range(30):
+        spool.append(b"%03d" % i * 30)
+    spool.close()
+    first = min(folder.glob("*.seg"), key=lambda p: int(p.stem))
+    data = bytearray(first.read_bytes())
+    data[2 * (HEADER.size + 90) + HEADER.size] ^= 0xFF  # the 3rd record of the first segment
+    first.write_bytes(bytes(data))
+    spool = Spool(folder, segment_bytes=2000)
+    stored = spool.pending
+    assert 0 < stored < 30
+    sub = Subscriber(broker, "blazepose/gap/pose")
+    publisher = MqttPublisher(
+        MqttConfig(host="127.0.0.1", port=broker.port, qos_pose=1), "gap", spool
+    )
+    publisher.start()
+    for i in range(30, 40):
+        publisher.publish_pose(b"%03d" % i * 30)
+    assert sub.wait_for(lambda: len(sub.on("/pose")) >= stored + 10, 20)
+    assert sub.wait_for(lambda: spool.pending == 0, 10)  # the acknowledged point passed the gap
+    publisher.stop()
+    sub.close()
+    assert Spool(folder, segment_bytes=2000).pending == 0  # nothing is sent again next start
+
+
 def test_malformed_frames_are_skipped_and_counted(media, models_ready):
     """1,000 malformed frames mixed into a real video: no crash, each counted."""
     from edge.config import Config

@@ -93,3 +93,54 @@ def test_fully_acked_segments_are_deleted(tmp_path):
     spool.close()
     assert len(list(tmp_path.glob("*.seg"))) <= 1
     assert Spool(tmp_path).pending == 0
+
+
+def test_a_lost_middle_leaves_no_phantom_pending(tmp_path):
+    """A corrupt record in an older segment loses the rest of it; the count is of what is left."""
+    spool = Spool(tmp_path, segment_bytes=2000)
+    for i in range(30):
+        spool.append(payload(i))
+    spool.close()
+    first = min(tmp_path.glob("*.seg"), key=lambda p: int(p.stem))
+    data = bytearray(first.read_bytes())
+    rec = HEADER.size + len(payload(0))
+    data[2 * rec + HEADER.size] ^= 0xFF  # the 3rd record of the first segment
+    first.write_bytes(bytes(data))
+    again = Spool(tmp_path, segment_bytes=2000)
+    stored = [r.seq for r in again.read_from(1, 100)]
+    assert stored[:2] == [1, 2] and stored[2] > 3  # a gap
+    assert again.pending == len(stored)
+    again.ack_through(stored[-1])
+    assert again.pending == 0
+
+
+class FailingWriter:
+    """Stands in for the segment file: takes part of the record, then the disk is full."""
+
+    def __init__(self, real, fail):
+        self.real, self.fail, self.name = real, fail, real.name
+
+    def write(self, data):
+        if self.fail():
+            self.real.write(data[:5])  # a partial record reached the file
+            raise OSError(28, "No space left on device")
+        return self.real.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_full_disk_drops_and_counts_without_corrupting(tmp_path, caplog):
+    spool = Spool(tmp_path)
+    assert spool.append(payload(0)) == 1
+    full = [True]
+    spool._writer = FailingWriter(spool._writer, lambda: full[0])
+    for i in range(3):
+        assert spool.append(payload(i)) is None  # dropped, not raised
+    assert spool.stats()["dropped_io"] == 3
+    assert sum("No space left" in r.getMessage() for r in caplog.records) == 1  # rate-limited
+    full[0] = False
+    assert spool.append(payload(9)) == 2  # numbering goes on where it stopped
+    spool.close()
+    again = Spool(tmp_path)  # the partial records were cut: both whole records read back
+    assert [r.payload for r in again.read_from(1, 10)] == [payload(0), payload(9)]

@@ -214,7 +214,19 @@ class MqttPublisher:
         self._wake.set()
 
     def _send_spool(self) -> None:
-        """Sender thread: publish the spool in order while connected; record acknowledgements."""
+        """Sender thread: ``_send_spool_loop``, started again from the spool's acknowledged
+        point if it ever fails (a disk error while reading, say): delivery must not stop."""
+        while True:
+            try:
+                self._send_spool_loop()
+                return
+            except Exception:
+                log.exception("spool sender failed; starting it again in 1 s")
+                if self._stop_sender.wait(1.0):
+                    return
+
+    def _send_spool_loop(self) -> None:
+        """Publish the spool in order while connected; record acknowledgements."""
         spool = self.spool
         next_seq = spool.first_pending()
         sent: dict[int, int] = {}  # mid -> seq, for messages awaiting the broker's ack
@@ -245,6 +257,8 @@ class MqttPublisher:
             if self.connected.is_set() and room > 0 and not self._stop_sender.is_set():
                 records = spool.read_from(next_seq, room)
             for record in records:
+                if record.seq > next_seq:  # numbers lost between segments: nothing to wait for
+                    done.update(range(max(next_seq, acked_to + 1), record.seq))
                 info = self.client.publish(self.topic_pose, record.payload, qos=self.cfg.qos_pose)
                 if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     break  # try again shortly

@@ -12,7 +12,12 @@ most that message. The ``acked`` file is replaced atomically (write, fsync, rena
 
 Limits: when the spool holds more than ``max_bytes``, whole segments are dropped, oldest first;
 messages older than ``max_age_s`` are dropped too. Both are counted. Delivery is in order; after
-a crash, messages sent but not yet acknowledged are sent again (at least once).
+a crash, messages sent but not yet acknowledged are sent again (at least once). A segment is
+synced before the next one is started; a corrupt record in an older segment (a disk error) loses
+the rest of that segment, and the numbers it held are skipped, not waited for.
+
+A write that fails (a full disk, an I/O error) drops that message, counts it (``dropped_io``) and
+logs at most every ``ERROR_LOG_INTERVAL_S``; the spool goes on with the next one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 HEADER = struct.Struct("<IIQd")
 SUFFIX = ".seg"
+ERROR_LOG_INTERVAL_S = 10.0
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Segment:
         self.size = 0
         self.oldest_ts: float | None = None
         self.index: list[tuple[int, int]] = []  # (seq, offset), in order
+        self.sealed = False  # a failed write left bytes that could not be cut: append no more
 
     def scan(self) -> None:
         """Index the records; truncate a torn or corrupt tail."""
@@ -98,6 +105,8 @@ class Spool:
         self.lock = threading.Lock()
         self.dropped_full = 0
         self.dropped_age = 0
+        self.dropped_io = 0
+        self._last_error_log = -ERROR_LOG_INTERVAL_S
         self._last_sync = time.monotonic()
         self._last_ack_write = 0.0
         self._last_ack_sync = 0.0
@@ -143,9 +152,17 @@ class Spool:
 
     @property
     def pending(self) -> int:
-        if not self.segments:
-            return 0
-        return max(0, self.segments[-1].last - max(self.acked, self.segments[0].first - 1))
+        """Stored messages not yet delivered (numbers lost between segments do not count)."""
+        return sum(max(0, seg.last - max(self.acked, seg.first - 1)) for seg in self.segments)
+
+    def _io_error(self, what: str, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL_S:
+            self._last_error_log = now
+            log.error(
+                "spool: %s failed in %s: %s (%d messages dropped so far)",
+                what, self.folder, exc.strerror or exc, self.dropped_io,
+            )  # fmt: skip
 
     def _drop_delivered_segments(self) -> None:
         while (
@@ -157,10 +174,21 @@ class Spool:
 
     def _remove(self, seg: Segment) -> None:
         if self._writer is not None and self._writer.name == str(seg.path):
-            self._writer.close()
-            self._writer = None
+            self._close_writer(sync=False)
         with contextlib.suppress(FileNotFoundError):
             seg.path.unlink()
+
+    def _close_writer(self, sync: bool) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            if sync:
+                os.fsync(writer.fileno())
+        except OSError as exc:
+            self._io_error("syncing a segment", exc)
+        finally:
+            writer.close()
 
     def _drop_oldest_segment(self) -> int:
         """Remove the oldest segment; return how many undelivered messages went with it."""
@@ -191,23 +219,29 @@ class Spool:
 
     # --- writing ----------------------------------------------------------------------------------
 
-    def append(self, payload: bytes, ts: float | None = None) -> int:
-        """Store a message; return its sequence number."""
+    def append(self, payload: bytes, ts: float | None = None) -> int | None:
+        """Store a message; return its sequence number, or None when the disk refused it (the
+        message is dropped and counted)."""
         ts = time.time() if ts is None else ts
         with self.lock:
             seq = self.next_seq
             record = HEADER.pack(len(payload), _crc(seq, ts, payload), seq, ts) + payload
             seg = self.segments[-1] if self.segments else None
-            if seg is None or seg.size + len(record) > self.segment_bytes or self._writer is None:
-                if seg is None or seg.size + len(record) > self.segment_bytes:
+            try:
+                if seg is None or seg.sealed or seg.size + len(record) > self.segment_bytes:
+                    self._close_writer(sync=True)  # durable before any later record is
                     seg = Segment(self.folder / f"{seq}{SUFFIX}")
                     self.segments.append(seg)
-                if self._writer is not None:
-                    self._writer.close()
-                self._writer = open(seg.path, "ab")  # noqa: SIM115 - kept open across appends
+                if self._writer is None:
+                    # unbuffered: one write() per record, and a failed one leaves nothing queued
+                    self._writer = open(seg.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+                written = self._writer.write(record)
+                if written != len(record):
+                    raise OSError(28, "short write (disk full?)")
+            except OSError as exc:
+                self._failed_append(seg, exc)
+                return None
             offset = seg.size
-            self._writer.write(record)
-            self._writer.flush()
             seg.index.append((seq, offset))
             seg.size += len(record)
             seg.last = seq
@@ -216,10 +250,27 @@ class Spool:
             self.next_seq = seq + 1
             now = time.monotonic()
             if self.fsync_interval_s >= 0 and now - self._last_sync >= self.fsync_interval_s:
-                os.fsync(self._writer.fileno())
                 self._last_sync = now
+                try:
+                    os.fsync(self._writer.fileno())
+                except OSError as exc:
+                    self._io_error("syncing a segment", exc)
             self._enforce_limits()
             return seq
+
+    def _failed_append(self, seg: Segment | None, exc: OSError) -> None:
+        """Undo a record the disk took only part of, so the segment ends on a whole record."""
+        self.dropped_io += 1
+        self._io_error("writing a message", exc)
+        if seg is not None and self._writer is not None:
+            try:
+                os.ftruncate(self._writer.fileno(), seg.size)
+            except OSError:  # cannot even cut it: close it, the next message starts a segment
+                self._close_writer(sync=False)
+                seg.sealed = True
+        if seg is not None and not seg.index:  # a new segment that never held a record
+            self.segments.remove(seg)
+            self._remove(seg)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -261,17 +312,19 @@ class Spool:
                 sync = now - self._last_ack_sync >= self.fsync_interval_s
                 if sync:
                     self._last_ack_sync = now
-                self._write_acked(sync)
+                try:
+                    self._write_acked(sync)
+                except OSError as exc:  # kept in memory; written with a later acknowledgement
+                    self._io_error("recording acknowledgements", exc)
             self._drop_delivered_segments()
 
     def close(self) -> None:
         with self.lock:
-            if self._writer is not None:
-                self._writer.flush()
-                os.fsync(self._writer.fileno())
-                self._writer.close()
-                self._writer = None
-            self._write_acked()
+            self._close_writer(sync=True)
+            try:
+                self._write_acked()
+            except OSError as exc:  # the next start sends those messages again
+                self._io_error("recording acknowledgements", exc)
 
     def stats(self) -> dict:
         with self.lock:
@@ -280,4 +333,5 @@ class Spool:
                 "bytes": self.size,
                 "dropped_full": self.dropped_full,
                 "dropped_age": self.dropped_age,
+                "dropped_io": self.dropped_io,
             }
