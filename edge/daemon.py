@@ -138,10 +138,16 @@ class Daemon:
             self.estimator.variant,
         )
         ready = False
+        code = EXIT_OK
         encode = cfg.mqtt.encoding
         try:
             while not self._stop.is_set():
                 self.watchdog.ping()  # the loop is alive: waiting on a slow camera is fine
+                refusal = getattr(self.publisher, "credentials_refused", None)
+                if refusal:  # as at start (exit 5): retrying the same credentials cannot help
+                    log.error("%s; stopping", refusal)
+                    code = EXIT_BROKER
+                    break
                 if self._reload.is_set():
                     self._apply_reload()
                 try:
@@ -167,9 +173,9 @@ class Daemon:
             self.grabber.stop()
             stats_thread.join(timeout=1.0)
             self.publisher.stop()
-        if self.grabber.error:  # the source failed for good: non-zero, so systemd restarts
+        if code == EXIT_OK and self.grabber.error:  # failed for good: non-zero, systemd restarts
             return EXIT_SOURCE
-        return EXIT_OK
+        return code
 
     def _process(self, frame, encode: str) -> None:
         clock = time.perf_counter

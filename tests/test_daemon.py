@@ -157,6 +157,29 @@ def test_wrong_password_refused_clearly(media, models_ready, broker_factory, tmp
     assert "not-the-password" not in err + out
 
 
+def test_credentials_refused_after_start_stop_the_daemon_too(media, models_ready, broker_factory,
+                                                            tmp_path):  # fmt: skip
+    """The broker is down at start (the daemon runs on and retries); when it comes up and
+    refuses the password, the daemon stops with exit 5 as it would have at start."""
+    broker = broker_factory("late", auth=True)
+    broker.stop()
+    secret = tmp_path / "pw"
+    secret.write_text("not-the-password")
+    secret.chmod(0o600)
+    cfg = write_config(tmp_path / "c.toml", broker, secret, None)
+    with open(cfg, "a") as fh:
+        fh.write("connect_timeout = 1.0\nreconnect_max_delay = 1.0\n")
+    video = media / "video" / "synthetic_arms_up_tfjs.mp4"
+    proc = start_daemon("--config", str(cfg), "--source", str(video), "--loop", "--realtime")
+    time.sleep(3)
+    assert proc.poll() is None  # unreachable broker: running on
+    broker.start()
+    code, out, err = finish(proc, 30)
+    assert code == 5, err
+    assert "refused the connection" in err and "stopping" in err
+    assert "not-the-password" not in err + out
+
+
 def test_password_from_environment(media, models_ready, broker_factory, tmp_path):
     broker = broker_factory("env", auth=True)
     cfg = tmp_path / "c.toml"

@@ -116,6 +116,37 @@ def test_a_source_that_fails_for_good_ends_with_its_error():
     assert grabber.error == "unplugged"
 
 
+def test_stop_never_closes_a_source_inside_a_blocking_read():
+    """Releasing an OpenCV capture another thread is reading from crashes the process."""
+
+    class Stalled(Source):
+        live = True
+        description = "stalled stream"
+
+        def __init__(self):
+            self.reading = threading.Event()
+            self.closed_while_reading = False
+            self.closed = 0
+
+        def read(self):
+            self.reading.set()
+            time.sleep(1.0)  # a stream that stopped sending: the read blocks
+            self.reading.clear()
+            raise SourceError("read timed out")
+
+        def close(self):
+            self.closed_while_reading |= self.reading.is_set()
+            self.closed += 1
+
+    src = Stalled()
+    grabber = FrameGrabber(src)
+    grabber.start()
+    assert src.reading.wait(2)
+    grabber.stop(timeout=0.1)  # gives up waiting for the capture thread
+    grabber._thread.join(3)
+    assert not src.closed_while_reading and src.closed >= 1  # the thread closed it afterwards
+
+
 def test_file_source_is_lockstep_without_drops(media):
     src = VideoCaptureSource(str(media / "video" / "hard_legs_only_pool_mmaction2.mp4"), "file")
     src.open()

@@ -173,21 +173,27 @@ class MqttPublisher:
             )
             self._sender.start()
         self._first_answer.wait(self.cfg.connect_timeout)
-        if self.refused and any(text in self.refused for text in AUTH_FAILURES):
+        refusal = self.credentials_refused
+        if refusal:
             self.client.loop_stop()
-            hint = (
-                "check mqtt.username and the password (mqtt.password_file or $"
-                f"{self.cfg.password_env})"
-            )
-            raise PublishError(
-                f"MQTT broker {self.cfg.host}:{self.cfg.port} refused the connection: "
-                f"{self.refused}; {hint}"
-            )
+            raise PublishError(refusal)
         if not self.connected.is_set():
             log.warning(
                 "MQTT broker %s:%d not reachable yet; running on and retrying",
                 self.cfg.host, self.cfg.port,
             )  # fmt: skip
+
+    @property
+    def credentials_refused(self) -> str | None:
+        """Why the broker's last answer refused our credentials (at start or on any reconnect,
+        e.g. after the broker's password file changed), with what to check; else None."""
+        refused = self.refused
+        if not refused or not any(text in refused for text in AUTH_FAILURES):
+            return None
+        return (
+            f"MQTT broker {self.cfg.host}:{self.cfg.port} refused the connection: {refused}; "
+            f"check mqtt.username and the password (mqtt.password_file or ${self.cfg.password_env})"
+        )
 
     def _publish(self, topic: str, payload, qos: int, retain: bool = False) -> bool:
         if qos == 0 and not self.connected.is_set():

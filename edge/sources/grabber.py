@@ -65,6 +65,11 @@ class FrameGrabber:
             if self._latest is not None:
                 self._latest.done()
                 self._latest = None
+        if self._thread.is_alive():  # still inside a blocking read: releasing the device under
+            # it crashes OpenCV; the thread closes the source itself when the read returns
+            log.warning("%s did not return from a read within %.0f s", self.source.description,
+                        timeout)  # fmt: skip
+            return
         self.source.close()
 
     def get(self, timeout: float) -> Frame | None:
@@ -162,4 +167,6 @@ class FrameGrabber:
             self.error = f"capture failed: {exc!r}"
             log.exception("capture thread failed")
         finally:
+            if self._stop.is_set():  # stop() may have left the source to this thread
+                self.source.close()
             self._finish()
