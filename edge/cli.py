@@ -46,8 +46,22 @@ class Infer:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self._estimators: dict[bool, object] = {}
+        self._written: set[Path] = set()
         if args.annotate:
             Path(args.annotate).mkdir(parents=True, exist_ok=True)
+
+    def annotated_path(self, source: Path, suffix: str) -> Path:
+        """Where the annotated copy of ``source`` goes: ``<stem><suffix>`` in the annotate folder,
+        numbered (``-2``...) rather than overwriting the input itself or an earlier output of this
+        run (two ``photo.jpg`` from different folders)."""
+        folder = Path(self.args.annotate)
+        n = 1
+        while True:
+            out = folder / f"{source.stem}{'' if n == 1 else f'-{n}'}{suffix}"
+            if out.resolve() != source.resolve() and out.resolve() not in self._written:
+                self._written.add(out.resolve())
+                return out
+            n += 1
 
     def estimator(self, tracking: bool):
         from .pipeline import PoseEstimator
@@ -76,8 +90,7 @@ class Infer:
                    "poses": [p.to_dict() for p in poses]})  # fmt: skip
         self.summary(path, 1, int(bool(poses)))
         if self.args.annotate:
-            out = Path(self.args.annotate) / f"{path.stem}.png"
-            cv2.imwrite(str(out), draw_poses(frame, poses))
+            cv2.imwrite(str(self.annotated_path(path, ".png")), draw_poses(frame, poses))
 
     def video(self, path: Path, cap: cv2.VideoCapture) -> None:
         from .draw import draw_poses
@@ -98,7 +111,7 @@ class Infer:
             with_pose += bool(poses)
             if self.args.annotate:
                 if writer is None:
-                    out = Path(self.args.annotate) / f"{path.stem}.mp4"
+                    out = self.annotated_path(path, ".mp4")
                     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 writer.write(draw_poses(frame, poses))
             index += 1
@@ -150,17 +163,40 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _bench_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``bench``'s arguments, found before minutes of measuring."""
+    if args.source and not Path(args.source).is_file():
+        return f"--source {args.source}: no such video file"
+    for option, out in (("--json", args.json), ("--plot", args.plot)):
+        if out and not Path(out).resolve().parent.is_dir():
+            return f"{option} {out}: the folder {Path(out).resolve().parent} does not exist"
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+        return f"--plot {args.plot}: give an image file name ({', '.join(PLOT_SUFFIXES)})"
+    return None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    problem = _bench_problem(args)
+    if problem:
+        _err(problem)
+        return 2
     source = args.source or default_bench_video()
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
                        show_progress=sys.stderr.isatty() or args.progress)  # fmt: skip
     print(bench.summary(report))
-    if args.json:
-        bench.write_json(report, args.json)
-    if args.plot:
-        bench.plot(report, args.plot)
+    try:
+        if args.json:
+            bench.write_json(report, args.json)
+        if args.plot:
+            bench.plot(report, args.plot)
+    except OSError as exc:  # the figures are printed above; say what could not be written
+        _err(f"cannot write the report: {exc}")
+        return 1
     if args.min_fps and report["throughput"]["fps"] < args.min_fps:
         _err(f"{report['throughput']['fps']} FPS is below --min-fps {args.min_fps}")
         return 1
@@ -314,6 +350,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="interpreter threads (default: CPUs, at most 4)")
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (else exit 2 with the reason)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blazepose-edge", description="BlazePose body landmarks on edge CPUs."
@@ -332,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
     )
-    infer.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    infer.add_argument(
+        "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
+    )
     infer.add_argument("--json", action="store_true", help="print one JSON line per image/frame")
     infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
     infer.set_defaults(func=cmd_infer)
@@ -351,10 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
     )
-    bench.add_argument("--threads", type=int, default=None, help="interpreter threads")
-    bench.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")
     bench.add_argument(
-        "--warmup", type=int, default=30, help="frames before measuring (default 30)"
+        "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
+    )
+    bench.add_argument(
+        "--frames", type=_at_least(1), default=300, help="frames to measure (default 300)"
+    )
+    bench.add_argument(
+        "--warmup", type=_at_least(0), default=30, help="frames before measuring (default 30)"
     )
     bench.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write the latency distribution as PNG")

@@ -8,6 +8,7 @@ MQTT password is read from a file or an environment variable named here, at conn
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -201,6 +202,11 @@ def validate(cfg: Config) -> Config:
         f"must be 0.5..3600 s, got {m.stats_interval}",
     )
     need(
+        1 <= m.reconnect_max_delay <= 3600,
+        "mqtt.reconnect_max_delay",
+        f"must be 1..3600 s, got {m.reconnect_max_delay}",
+    )
+    need(
         0 < m.connect_timeout <= 300,
         "mqtt.connect_timeout",
         f"must be > 0 and <= 300 s, got {m.connect_timeout}",
@@ -357,8 +363,8 @@ def to_toml(cfg: Config) -> str:
             value = getattr(obj, f.name)
             if isinstance(value, bool):
                 text = "true" if value else "false"
-            elif isinstance(value, str):
-                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            elif isinstance(value, str):  # JSON's escapes are TOML's; DEL must be escaped too
+                text = json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
             else:
                 text = repr(value)
             lines.append(f"{f.name} = {text}")

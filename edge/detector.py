@@ -98,12 +98,15 @@ def weighted_nms(
     while remaining.size:
         top = remaining[0]
         overlap = iou(boxes[top], boxes[remaining]) > F(iou_threshold)
+        overlap[0] = True  # the best one always goes: a degenerate (NaN) box must not loop
         group = remaining[overlap]
         total = F(0.0)
         acc = np.zeros(boxes.shape[1], np.float32)
         for k in group:  # sequential float32 sums, in score order
             total = F(total + scores[k])
             acc = acc + boxes[k] * scores[k]
+        if not total > 0.0:  # scores that underflowed to 0: take the best box as it is
+            acc, total = boxes[top].copy(), F(1.0)
         out_boxes.append(acc / total)
         out_scores.append(scores[top])
         remaining = remaining[~overlap]

@@ -50,7 +50,15 @@ def load_manifest(directory: Path | None = None) -> dict:
     for candidate in (directory or models_dir(), REPO_MODELS_DIR):
         path = candidate / MANIFEST_NAME
         if path.is_file():
-            return json.loads(path.read_text())
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+                manifest["models"].items()
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ModelError(
+                    f"model manifest {path} is unreadable or malformed ({exc}); restore it "
+                    "from the project (git checkout models/manifest.json)"
+                ) from exc
+            return manifest
     raise ModelError(
         f"model manifest not found in {directory or models_dir()} or {REPO_MODELS_DIR}"
     )
@@ -58,7 +66,10 @@ def load_manifest(directory: Path | None = None) -> dict:
 
 def specs(manifest: dict | None = None) -> dict[str, ModelSpec]:
     manifest = manifest or load_manifest()
-    return {name: ModelSpec(name=name, **entry) for name, entry in manifest["models"].items()}
+    try:
+        return {name: ModelSpec(name=name, **entry) for name, entry in manifest["models"].items()}
+    except TypeError as exc:
+        raise ModelError(f"model manifest: an entry is malformed ({exc})") from exc
 
 
 def sha256_of(path: Path) -> str:

@@ -91,6 +91,10 @@ class PoseEstimator:
     ):
         if variant not in CHOICES:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
+        if not 0.0 < min_detection_score < 1.0:
+            raise ValueError(f"min_detection_score must be in (0, 1), not {min_detection_score}")
+        if num_threads is not None and num_threads < 0:
+            raise ValueError(f"num_threads must be >= 1 (or 0/None: automatic), not {num_threads}")
         directory = Path(models_dir) if models_dir else default_models_dir()
 
         def load(path: Path) -> LandmarkModel:

@@ -1,6 +1,7 @@
 import json
 
 import cv2
+import pytest
 
 from edge import bench, telemetry
 from edge.cli import main
@@ -15,7 +16,7 @@ def test_bench_report_and_plot(media, models_ready, tmp_path):
                   "publish", "frame"):  # fmt: skip
         assert stages[stage]["n"] == 25
         assert 0 <= stages[stage]["p50"] <= stages[stage]["p95"] <= stages[stage]["p99"]
-    assert stages["decode"]["n"] >= 20  # in the capture thread, running ahead of the pipeline
+    assert stages["decode"]["n"] == 25  # in the capture thread, matched by frame number
     assert 0 <= report["throughput"]["detector_share"] < 0.2
     assert 0 < report["throughput"]["outside_invoke_share"] < 1
     assert report["env"]["threads"] == 1 and report["resources"]["peak_rss_mb"] > 50
@@ -36,3 +37,39 @@ def test_bench_cli_min_fps_gate(media, models_ready, tmp_path, capsys):
     assert "below --min-fps" in capsys.readouterr().err
     assert json.loads(out.read_text())["schema_version"] == 1
     assert main([*args, "--min-fps", "0.5"]) == 0
+
+
+def test_bench_counts_the_first_measured_frame_everywhere(media, models_ready):
+    """With no warm-up the first frame runs the detector: it must be in the share too."""
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    report = bench.run(video, frames=6, warmup=0, threads=1, show_progress=False)
+    stages = report["stages_ms"]
+    assert stages["detector_invoke"]["n"] >= 1
+    assert report["throughput"]["detector_share"] == pytest.approx(
+        stages["detector_invoke"]["n"] / 6, abs=1e-3
+    )
+    assert stages["decode"]["n"] == stages["frame"]["n"] == 6
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--frames", "0"], "must be >= 1"),
+        (["--warmup", "-1"], "must be >= 0"),
+        (["--threads", "-5"], "must be >= 0"),
+    ],
+)
+def test_bench_bad_numbers_exit_2(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", *extra])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_bad_paths_refused_before_measuring(media, tmp_path, capsys):
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    assert main(["bench", "--source", str(tmp_path / "none.mp4")]) == 2
+    assert "no such video file" in capsys.readouterr().err
+    assert main(["bench", "--source", video, "--json", str(tmp_path / "no" / "r.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["bench", "--source", video, "--plot", str(tmp_path / "p.txt")]) == 2
+    assert "image file name" in capsys.readouterr().err

@@ -52,6 +52,20 @@ def test_unreadable_file_reported_others_processed(media, models_ready, tmp_path
     assert (tmp_path / "out" / "good.png").is_file()
 
 
+def test_annotate_never_overwrites_an_input_or_an_earlier_output(media, models_ready, tmp_path):
+    photo = tmp_path / "dancers.png"
+    shutil.copy(media / "images" / "three_dancers_tfpose.png", photo)
+    original = photo.read_bytes()
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(media / "images" / "yoga.jpg", tmp_path / sub / "yoga.jpg")
+    args = ["infer", "--annotate", str(tmp_path), str(photo)]
+    assert main([*args, str(tmp_path / "a" / "yoga.jpg"), str(tmp_path / "b" / "yoga.jpg")]) == 0
+    assert photo.read_bytes() == original  # the annotated copy went beside it
+    assert (tmp_path / "dancers-2.png").is_file()
+    assert (tmp_path / "yoga.png").is_file() and (tmp_path / "yoga-2.png").is_file()
+
+
 def test_models_verify(models_ready, capsys):
     assert main(["models", "verify"]) == 0
     assert capsys.readouterr().out.count("ok ") == 2

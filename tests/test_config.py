@@ -33,11 +33,21 @@ def test_defaults_round_trip_through_toml(tmp_path):
         ('[mqtt]\npassword_file = "/nope"\n', "mqtt.password_file"),
         ("[mqtt]\ntls = 3\n", "mqtt.tls must be a table"),
         ("not toml [", "not valid TOML"),
+        ("[mqtt]\nreconnect_max_delay = nan\n", "mqtt.reconnect_max_delay must be 1..3600"),
+        ("[mqtt]\nreconnect_max_delay = -5.0\n", "mqtt.reconnect_max_delay"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load(write(tmp_path, text))
+
+
+def test_strings_with_control_characters_round_trip_through_toml(tmp_path):
+    cfg = Config()
+    cfg.mqtt.client_id = 'porch\nx "q" \\ caf\u00e9 \x7f\t'
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(cfg), encoding="utf-8")
+    assert load(path).mqtt.client_id == cfg.mqtt.client_id
 
 
 def test_flags_override_the_file(tmp_path):

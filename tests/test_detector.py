@@ -47,6 +47,16 @@ def test_weighted_nms_empty():
     assert out.shape == (0, 12) and scores.shape == (0,)
 
 
+def test_weighted_nms_ends_on_zero_scores_and_nan_boxes():
+    """Scores that underflow to 0 once made 0/0 boxes that overlapped nothing, themselves
+    included, and the loop never ended."""
+    boxes = np.tile(np.array([0.1, 0.1, 0.4, 0.4] + [0.2] * 8, np.float32), (3, 1))
+    boxes[2, :4] = np.nan
+    out, scores = weighted_nms(boxes, np.zeros(3, np.float32))
+    assert len(out) <= 3 and np.isfinite(out[0]).all()
+    np.testing.assert_array_equal(scores, 0.0)
+
+
 def test_detects_person_and_keypoints_in_image(media, models_ready):
     detector = Detector(locate("pose_detection"))
     frame = cv2.imread(str(media / "images" / "standing_businessman_pixabay.jpeg"))

@@ -13,6 +13,15 @@ def test_manifest_lists_both_models():
         assert len(spec.sha256) == 64 and spec.size > 0
 
 
+@pytest.mark.parametrize(
+    "text", ["{not json", '{"models": 3}', '{"models": {"pose_detection": {"size": 1}}}']
+)
+def test_malformed_manifest_is_a_model_error(tmp_path, text):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(models.ModelError, match="manifest"):
+        models.specs(models.load_manifest(tmp_path))
+
+
 def test_missing_file_names_it_and_the_fix(tmp_path):
     shutil.copy(models.REPO_MODELS_DIR / "manifest.json", tmp_path)
     with pytest.raises(models.ModelError, match=r"pose_detection\.tflite is missing.*models fetch"):

@@ -80,6 +80,11 @@ def test_unknown_variant_and_warp_rejected(models_ready):
         PoseEstimator(variant="nope")
     with pytest.raises(ValueError, match="warp"):
         PoseEstimator(warp="nope")
+    for score in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="min_detection_score"):
+            PoseEstimator(min_detection_score=score)
+    with pytest.raises(ValueError, match="num_threads"):
+        PoseEstimator(num_threads=-5)
 
 
 def test_tracking_runs_detector_rarely(media, models_ready):
