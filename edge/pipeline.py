@@ -5,6 +5,8 @@ frame (BGR) -> [tracked ROI, or detector -> ROI] -> estimator -> (video mode) sm
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ from .smoothing import PoseSmoother
 from .stopwatch import Stopwatch
 from .tracking import Tracker, roi_from_detection
 from .variants import CHOICES, VARIANTS, choose
+
+log = logging.getLogger(__name__)
 
 
 class FrameError(ValueError):
@@ -51,6 +55,8 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
         raise FrameError(f"frame must be a numpy array, not {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise FrameError(f"frame must be uint8, not {frame.dtype}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     elif frame.ndim == 3 and frame.shape[2] == 4:
@@ -93,6 +99,11 @@ class PoseEstimator:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
         if not 0.0 < min_detection_score < 1.0:
             raise ValueError(f"min_detection_score must be in (0, 1), not {min_detection_score}")
+        if variant == "int8" and segmentation:
+            raise ValueError(
+                "the int8 estimator has no segmentation head; use variant 'float' or 'auto' "
+                "(auto picks float when segmentation is on)"
+            )
         if num_threads is not None and num_threads < 0:
             raise ValueError(f"num_threads must be >= 1 (or 0/None: automatic), not {num_threads}")
         directory = Path(models_dir) if models_dir else default_models_dir()
@@ -116,6 +127,7 @@ class PoseEstimator:
         self.segmentation = segmentation
         self.tracker = Tracker(enabled=tracking)
         self.smoother = PoseSmoother()
+        self._last_t: float | None = None  # the last timestamp_ms, to notice a step back
         self.timings: dict[str, float] = {}
 
     @property
@@ -126,12 +138,24 @@ class PoseEstimator:
         """Forget the tracked person (start of a new video)."""
         self.tracker.reset()
         self.smoother.reset()
+        self._last_t: float | None = None
 
     def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> list[Pose]:
         """Poses in ``frame_bgr`` (H, W, 3 uint8 BGR). ``timestamp_ms`` drives smoothing in video
         mode; without it the monotonic clock is used."""
         frame = check_frame(frame_bgr)
         t = time.monotonic() * 1000.0 if timestamp_ms is None else float(timestamp_ms)
+        if not math.isfinite(t):
+            raise ValueError(f"timestamp_ms must be a finite number of milliseconds, not {t}")
+        if self.tracking and self._last_t is not None and t < self._last_t:
+            # a seek back, or another clip without reset(): the filters would pass raw values
+            # until time caught up again, so start them afresh (the track itself may go on)
+            log.warning(
+                "timestamp went back from %.1f to %.1f ms: smoothing starts again (call reset() "
+                "between videos)", self._last_t, t,
+            )  # fmt: skip
+            self.smoother.reset()
+        self._last_t = t
         sw = Stopwatch()
 
         result: LandmarkResult | None = None

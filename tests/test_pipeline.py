@@ -26,6 +26,8 @@ def test_check_frame_accepts_gray_and_bgra():
     bgra = np.zeros((10, 12, 4), np.uint8)
     out = check_frame(bgra)
     assert out.shape == (10, 12, 3) and out.flags.c_contiguous
+    single = np.arange(120, dtype=np.uint8).reshape(10, 12, 1)  # gray with a channel axis
+    np.testing.assert_array_equal(check_frame(single), np.repeat(single, 3, axis=2))
 
 
 @pytest.mark.parametrize(
@@ -85,6 +87,30 @@ def test_unknown_variant_and_warp_rejected(models_ready):
             PoseEstimator(min_detection_score=score)
     with pytest.raises(ValueError, match="num_threads"):
         PoseEstimator(num_threads=-5)
+    with pytest.raises(ValueError, match="no segmentation head"):
+        PoseEstimator(variant="int8", segmentation=True)
+
+
+def test_timestamps_must_be_finite(media, static_estimator):
+    frame = cv2.imread(str(media / "images" / "yoga.jpg"))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="timestamp_ms must be a finite"):
+            static_estimator.process(frame, timestamp_ms=bad)
+
+
+def test_a_step_back_in_time_restarts_smoothing_instead_of_stopping_it(media, models_ready, caplog):
+    """Before, every frame until time caught up again came out unsmoothed (raw)."""
+    cap = cv2.VideoCapture(str(media / "video" / "street.avi"))
+    frames = [cap.read()[1] for _ in range(20)]
+    smooth, raw = PoseEstimator("float"), PoseEstimator("float", smoothing=False)
+    times = [i * 40.0 for i in range(10)] + [i * 40.0 for i in range(10)]  # seek back to 0
+    diffs = []
+    for frame, t in zip(frames, times, strict=True):
+        a, b = smooth.process(frame, t), raw.process(frame, t)
+        diffs.append(float(np.abs(a[0].landmarks[:, :2] - b[0].landmarks[:, :2]).max()))
+    assert "timestamp went back" in caplog.text
+    assert diffs[10] == 0.0  # a fresh filter passes its first value through
+    assert min(diffs[12:]) > 0.0  # and smooths again from the next frame
 
 
 def test_tracking_runs_detector_rarely(media, models_ready):
