@@ -15,7 +15,7 @@ from .config import RELOADABLE, Config, ConfigError, changed_keys
 from .pipeline import FrameError, PoseEstimator
 from .publish import make_publisher, pose_binary, pose_json
 from .sdnotify import Watchdog, notify
-from .sources import FrameGrabber, Source, open_source
+from .sources import FrameGrabber, Source, SourceError, open_source
 from .sources.grabber import EndOfStream
 from .telemetry import Telemetry
 
@@ -124,7 +124,17 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.cfg
-        self.source.open()
+        absent = None
+        try:
+            self.source.open()
+        except SourceError as exc:
+            # a camera or stream that is not there yet (it boots slower than this board, say):
+            # run on and reopen it with backoff, as when it goes away later; other sources
+            # (a file, a folder, a missing picamera2) cannot appear by waiting
+            if getattr(self.source, "kind", None) not in ("device", "stream"):
+                raise
+            absent = f"camera lost: {exc}"
+            log.warning("%s; running on and reopening it with backoff", exc)
         self.publisher.start()
         self.grabber = FrameGrabber(self.source, on_status=self._camera_status)
         self.grabber.start()
@@ -138,6 +148,10 @@ class Daemon:
             self.estimator.variant,
         )
         ready = False
+        if absent:  # started, but degraded: systemd must not count this as a failed start
+            self._camera_status(absent)
+            notify("READY=1")
+            ready = True
         code = EXIT_OK
         encode = cfg.mqtt.encoding
         try:

@@ -211,6 +211,25 @@ def test_missing_source_explains(models_ready, tmp_path):
     assert "not a camera" in err and "video file" in err
 
 
+def test_camera_absent_at_start_runs_degraded_and_retries(models_ready, broker):
+    """A camera that boots slower than the board: exit 4 at once would use up systemd's start
+    limit in seconds; the daemon runs on, says why, and reopens it with backoff instead."""
+    sub = Subscriber(broker, "blazepose/late/#")
+    proc = start_daemon("--source", "/dev/video99", "--mqtt-host", "127.0.0.1",
+                        "--mqtt-port", str(broker.port), "--device-id", "late")  # fmt: skip
+    try:
+        degraded = lambda: any(p.startswith(b"degraded: camera lost") for p, _ in sub.on("/status"))  # noqa: E731
+        assert sub.wait_for(degraded, 30)
+        time.sleep(2)
+        assert proc.poll() is None  # still running, retrying
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 20)
+    assert code == 0, err
+    assert "running on and reopening it with backoff" in err
+    sub.close()
+
+
 def test_bad_config_names_the_key(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[mqtt]\nprot = 1883\n")
