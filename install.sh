@@ -20,6 +20,7 @@
 # On Raspberry Pi OS (apt python3-picamera2 present) the venv sees the system packages and pip is
 # constrained to the system numpy, so picamera2 keeps working (see README, "Raspberry Pi OS").
 set -euo pipefail
+CALLER_DIR=$PWD  # relative paths given on the command line are the caller's
 cd "$(dirname "$0")"
 
 DEV=0
@@ -33,7 +34,12 @@ for arg in "$@"; do
     --dev) DEV=1 ;;
     --no-broker) BROKER=0 ;;
     --int8) INT8=1 ;;
-    --int8-footage=*) INT8=1; FOOTAGE="${arg#*=}" ;;
+    --int8-footage=*)
+      INT8=1
+      FOOTAGE="${arg#*=}"
+      case "$FOOTAGE" in \~/*) FOOTAGE="$HOME/${FOOTAGE#\~/}" ;; esac  # no shell expands ~ after =
+      case "$FOOTAGE" in /*) ;; *) FOOTAGE="$CALLER_DIR/$FOOTAGE" ;; esac
+      ;;
     --service) SERVICE=1 ;;
     --uninstall) UNINSTALL=1 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d'; exit 0 ;;
@@ -78,6 +84,13 @@ if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
 fi
 
 # --- the venv -------------------------------------------------------------------------------------
+if [ "$PICAMERA" = 1 ] && [ -x .venv/bin/python ] \
+   && ! .venv/bin/python -c 'import picamera2' >/dev/null 2>&1; then
+  # made before python3-picamera2 was installed (isolated, or another interpreter): it would
+  # never see the camera stack, and the default source would quietly be /dev/video0
+  say "python3-picamera2 is now installed: recreating .venv so that it sees it"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   if [ "$PICAMERA" = 1 ]; then
     say "creating .venv with --system-site-packages (picamera2 found)"

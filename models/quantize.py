@@ -41,11 +41,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 INT8_NAME = "pose_landmark_full_int8"
 QAT_EPOCHS = 0  # distillation (qat.py) is opt-in: it did not beat the recipe alone
-FLOAT_MODEL = ROOT / "models" / "pose_landmark_full.tflite"
 REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
 SIGNATURE = "serving_default"
 # output tensors of pose_landmark_full.tflite kept after pruning (Identity_2 is the mask)
@@ -761,11 +762,38 @@ def bench(models: dict[str, Path], threads=(1, 2), runs: int = 200, rounds: int 
 
 
 def main(argv=None) -> int:
+    """Exit 0: built (or already there) and gated; 1: the gate refused the model (install.sh
+    says so); 2: it could not be built or evaluated at all (bad arguments, missing files...)."""
     try:
         return _main(argv)
     except BuildError as exc:
         print(f"quantize.py: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        try:
+            from edge.models import ModelError
+        except ImportError:
+            ModelError = OSError  # noqa: N806 - only for the test below
+        if not isinstance(exc, ModelError | OSError):
+            traceback.print_exc()  # a bug: keep the trace, but never report it as a gate refusal
+        print(f"quantize.py: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad values before minutes of collecting crops."""
+    if args.recipe != "dynamic" and args.recipe.split("+")[0] not in RECIPES:
+        raise BuildError(f"--recipe {args.recipe}: one of {', '.join(RECIPES)} or dynamic")
+    for name in ("per_video",):
+        if getattr(args, name) < 1:
+            raise BuildError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("qat_epochs", "bench"):
+        if getattr(args, name) < 0:
+            raise BuildError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("tolerance", "worst_tolerance"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise BuildError(f"--{name.replace('_', '-')} must be a positive share, got {value}")
 
 
 def _main(argv=None) -> int:
@@ -813,9 +841,13 @@ def _main(argv=None) -> int:
     if args.stage == "quantize":
         _quantize_stage(args)
         return 0
+    _check_arguments(args)
 
     sys.path.insert(0, str(ROOT))
     from edge import models
+
+    # the float model where the package looks for it ($BLAZEPOSE_EDGE_MODELS too), verified
+    float_path = models.locate("pose_landmark_full")
 
     if not args.evaluate and not args.out:
         args.out = models.models_dir() / f"{INT8_NAME}.tflite"
@@ -843,7 +875,7 @@ def _main(argv=None) -> int:
     if args.evaluate:
         candidate = args.evaluate
     else:
-        float_model = prepare_float(FLOAT_MODEL.read_bytes())
+        float_model = prepare_float(float_path.read_bytes())
         if args.float_out:
             args.float_out.write_bytes(float_model)
         if held is None:  # else the crops came from --footage, above
@@ -890,7 +922,7 @@ def _main(argv=None) -> int:
           f"flag max diff {s['max_flag']:.4f}")  # fmt: skip
     timing = {}
     if args.bench:
-        timing = bench({"float (pruned)": FLOAT_MODEL, "candidate": candidate}, runs=args.bench)
+        timing = bench({"float (pruned)": float_path, "candidate": candidate}, runs=args.bench)
         for (k, n), v in timing.items():
             print(f"  invoke {k:15s} {n} thread(s): median {v['median_ms']:.2f} ms, "
                   f"min {v['min_ms']:.2f} ms")  # fmt: skip
@@ -915,7 +947,7 @@ def _main(argv=None) -> int:
         "file": args.out.name,
         "size": args.out.stat().st_size,
         "sha256": models.sha256_of(args.out),
-        "source_sha256": models.sha256_of(FLOAT_MODEL),
+        "source_sha256": models.sha256_of(float_path),
         "recipe": f"{args.recipe}" + "".join(f"+float:{r}" for r in args.keep_float)
                   + f", ranges {args.update}, distillation epochs {args.qat_epochs}"
                   + (", head bias correction" if args.head_bias_correction else ""),

@@ -173,3 +173,26 @@ def test_gate_on_your_footage(quantize, media, built_int8):
     assert s["compared"] >= quantize.MIN_HELD_OUT and not s["presence_mismatch"]
     assert s["mean_vs_float"] <= 0.03 and s["worst_vs_float"][0] <= 0.10
     assert s["mean_vs_mp"] is None  # no reference for your footage
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipe", "bogus"], "--recipe bogus: one of"),
+        (["--per-video", "0"], "--per-video must be >= 1"),
+        (["--tolerance", "nan"], "--tolerance must be a positive share"),
+        (["--qat-epochs", "-1"], "--qat-epochs must be >= 0"),
+    ],
+)
+def test_bad_arguments_exit_2_at_once(quantize, args, message, capsys, tmp_path):
+    """Before any crop is collected, and never 1 (which install.sh reads as a gate refusal)."""
+    assert quantize.main(["--out", str(tmp_path / "x.tflite"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_inputs_exit_2_not_1(quantize, capsys, tmp_path, monkeypatch):
+    assert quantize.main(["--evaluate", str(tmp_path / "nope.tflite")]) == 2
+    assert "could not load" in capsys.readouterr().err
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MODELS", str(tmp_path))  # the float model is looked for here
+    assert quantize.main(["--out", str(tmp_path / "x.tflite")]) == 2
+    assert "pose_landmark_full.tflite is missing" in capsys.readouterr().err
