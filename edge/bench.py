@@ -113,12 +113,11 @@ def run(
     cpu0 = os.times()
     total = warmup + frames
     index = 0
-    measured = 0
-    measured_frames: list[int] = []
+    measured_frames: list[int] = []  # source frame numbers, in order
     t_start = None
     grabber.start()
     try:
-        while measured < frames:
+        while len(measured_frames) < frames:
             t0 = time.perf_counter()
             frame = grabber.get(timeout=10.0)
             if frame is None:
@@ -134,7 +133,6 @@ def run(
             pose_json("bench", frame.index, frame.ts, w, h, poses)
             t3 = time.perf_counter()
             if index >= warmup:
-                measured += 1
                 measured_frames.append(frame.index)
                 samples["wait"].append((t1 - t0) * 1000)
                 for stage, ms in est.timings.items():
@@ -142,6 +140,7 @@ def run(
                 samples["publish"].append((t3 - t2) * 1000)
                 samples["frame"].append((t3 - t1) * 1000)
             index += 1
+            measured = len(measured_frames)
             if show_progress and (index % 10 == 0 or measured == frames):
                 elapsed = time.perf_counter() - (t_start or t0)
                 progress(index, total, measured / elapsed if t_start and elapsed > 0 else 0.0)

@@ -171,8 +171,9 @@ def _bench_problem(args: argparse.Namespace) -> str | None:
     if args.source and not Path(args.source).is_file():
         return f"--source {args.source}: no such video file"
     for option, out in (("--json", args.json), ("--plot", args.plot)):
-        if out and not Path(out).resolve().parent.is_dir():
-            return f"{option} {out}: the folder {Path(out).resolve().parent} does not exist"
+        folder = Path(out).resolve().parent if out else None
+        if folder and not folder.is_dir():
+            return f"{option} {out}: the folder {folder} does not exist"
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
         return f"--plot {args.plot}: give an image file name ({', '.join(PLOT_SUFFIXES)})"
     return None

@@ -157,7 +157,7 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 self.watchdog.ping()  # the loop is alive: waiting on a slow camera is fine
-                refusal = getattr(self.publisher, "credentials_refused", None)
+                refusal = self.publisher.credentials_refused
                 if refusal:  # as at start (exit 5): retrying the same credentials cannot help
                     log.error("%s; stopping", refusal)
                     code = EXIT_BROKER

@@ -52,13 +52,16 @@ def load_manifest(directory: Path | None = None) -> dict:
         if path.is_file():
             try:
                 manifest = json.loads(path.read_text(encoding="utf-8"))
-                manifest["models"].items()
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ModelError(
-                    f"model manifest {path} is unreadable or malformed ({exc}); restore it "
-                    "from the project (git checkout models/manifest.json)"
-                ) from exc
-            return manifest
+            except (OSError, ValueError) as exc:
+                manifest, problem = None, exc
+            else:
+                problem = "no 'models' table"
+            if isinstance(manifest, dict) and isinstance(manifest.get("models"), dict):
+                return manifest
+            raise ModelError(
+                f"model manifest {path} is unreadable or malformed ({problem}); restore it "
+                "from the project (git checkout models/manifest.json)"
+            )
     raise ModelError(
         f"model manifest not found in {directory or models_dir()} or {REPO_MODELS_DIR}"
     )

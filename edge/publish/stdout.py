@@ -9,6 +9,8 @@ log = logging.getLogger(__name__)
 
 
 class StdoutPublisher:
+    credentials_refused: str | None = None  # no broker, nothing to refuse (MqttPublisher's)
+
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.sent = 0
