@@ -159,7 +159,7 @@ fi
 .venv/bin/python - <<'PY'
 from edge import PoseEstimator
 est = PoseEstimator()
-print(f"==> models load: {est.estimator.model.backend}, {est.num_threads} threads")
+print(f"==> models load: {est.backend}, {est.num_threads} threads")
 PY
 
 # --- a broker to publish to ----------------------------------------------------------------------
@@ -207,7 +207,7 @@ if [ "$SERVICE" = 1 ]; then
   chmod -R a+rX "$SVC_HOME"
   install -d -m 0755 /etc/blazepose-edge
   if [ ! -f /etc/blazepose-edge/config.toml ]; then
-    "$SVC_HOME/.venv/bin/python" -c "from edge.config import Config, to_toml; print(to_toml(Config()), end='')" > /etc/blazepose-edge/config.toml
+    "$SVC_HOME/.venv/bin/python" -c "from edge.service.config import Config, to_toml; print(to_toml(Config()), end='')" > /etc/blazepose-edge/config.toml
     chmod 0644 /etc/blazepose-edge/config.toml
     say "wrote the default /etc/blazepose-edge/config.toml (edit the [source] and [mqtt] sections)"
   fi

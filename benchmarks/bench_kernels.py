@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge import kernels
-from edge.detector import SCORE_CLIP, ssd_anchors
-from edge.media import media_dir
-from edge.roi import Roi, roi_matrices
+from edge.pose import kernels
+from edge.pose.detector import SCORE_CLIP, ssd_anchors
+from edge.pose.roi import Roi, roi_matrices
+from edge.service.media import media_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

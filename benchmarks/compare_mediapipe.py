@@ -136,8 +136,8 @@ def summary_line(report: dict) -> str:
 
 def main() -> None:
     from edge import PoseEstimator
-    from edge.media import media_dir
-    from edge.telemetry import cpu_isa, cpu_model
+    from edge.pose.board import cpu_isa, cpu_model
+    from edge.service.media import media_dir
 
     media = media_dir()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

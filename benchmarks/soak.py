@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from edge.media import media_dir
+from edge.service.media import media_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
 
-    cmd = [sys.executable, "-m", "edge.cli", "run", "--source", args.video, "--loop",
+    cmd = [sys.executable, "-m", "edge.service.cli", "run", "--source", args.video, "--loop",
            "--mqtt-host", "none", "--device-id", "soak", "--variant", args.variant]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     frames = 0

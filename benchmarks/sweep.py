@@ -1,4 +1,4 @@
-"""Thread-count (and variant) sweep of the whole pipeline with ``edge.bench``.
+"""Thread-count (and variant) sweep of the whole pipeline with ``edge.service.bench``.
 
     .venv/bin/python benchmarks/sweep.py [--source VIDEO] [--frames 200] [--variants float]
 
@@ -12,8 +12,8 @@ import argparse
 import os
 from pathlib import Path
 
-from edge import bench
-from edge.media import media_dir
+from edge.service import bench
+from edge.service.media import media_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

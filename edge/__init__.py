@@ -1,12 +1,14 @@
 """blazepose-edge: Google's BlazePose on edge CPUs.
 
-from edge import PoseEstimator
-est = PoseEstimator()                  # video mode: tracking + smoothing
-poses = est.process(frame_bgr)         # list[Pose]; Pose.landmarks is (33, 5) in pixels
+Two layers: ``edge.pose``, the pose library (arrays in, poses out), and ``edge.service``, the
+daemon, command line and benchmarks around it. The library's public API is re-exported here:
+
+    from edge import PoseEstimator
+    with PoseEstimator() as est:               # video mode: tracking + smoothing
+        poses = est.process(frame_bgr)         # list[Pose]; Pose.landmarks is (33, 5) in pixels
 """
 
-from .models import ModelError
-from .pipeline import FrameError, Pose, PoseEstimator
+from .pose import FrameError, ModelError, Pose, PoseEstimator
 
 __all__ = ["FrameError", "ModelError", "Pose", "PoseEstimator"]
 __version__ = "0.1.0"

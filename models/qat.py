@@ -32,7 +32,7 @@ from quantize import _op_names, _pack  # qat.py is imported by quantize.py, from
 
 ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
 SAME = 0
-HEATMAP_KERNEL = 9  # edge.landmarks.HEATMAP_KERNEL
+HEATMAP_KERNEL = 9  # edge.pose.landmarks.HEATMAP_KERNEL
 
 
 def _model(data: bytes):
@@ -264,7 +264,7 @@ def m_is_activation(m, tensor) -> bool:
 def _refined_xy(lm: torch.Tensor, heat: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     """Heatmap-refined 2D landmarks (pixels of the 256 crop) for the 33 body landmarks: the
     sigmoid-weighted mean position over the 9x9 window at ``centre`` (the teacher's cells), as
-    edge.kernels.refine_from_heatmap computes it."""
+    edge.pose.kernels.refine_from_heatmap computes it."""
     n, hh, hw, _ = heat.shape
     half = HEATMAP_KERNEL // 2
     offs = torch.arange(-half, half + 1)

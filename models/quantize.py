@@ -17,10 +17,10 @@ Steps (see QUANTIZE.md for what was tried and measured):
    reference set) are never used for calibration: they are the held-out evaluation set.
 3. Quantize with ai-edge-quantizer (static int8 activations per tensor, per-channel symmetric
    int8 weights, activation ranges = global min/max over the crops) keeping the listed ops in
-   float; float32 model input and outputs, so ``edge.landmarks.LandmarkModel`` loads the file by
+   float; float32 model input and outputs, so ``edge.pose.landmarks.LandmarkModel`` loads the file by
    path unchanged.
 4. Verify: on the held-out photos, the float pipeline finds the ROI; the float and the int8
-   estimator run on the same crop; landmarks are decoded by ``edge.landmarks`` (heatmap refinement
+   estimator run on the same crop; landmarks are decoded by ``edge.pose.landmarks`` (heatmap refinement
    included) and compared as mean 2D distance over the 33 body landmarks / torso length, against
    the float model and against MediaPipe's reference. The model is written only if the mean stays
    within ``--tolerance`` (and every image within ``--worst-tolerance``, and the pose flag agrees
@@ -162,7 +162,7 @@ def prepare_float(model: bytes, keep_outputs=KEEP_OUTPUTS) -> bytes:
         kept_ops.append(op)
     sg.operators = kept_ops
 
-    from edge import graph
+    from edge.pose import graph
 
     # prune to the wanted outputs (edge/graph.py's dependency walk)
     by_name = {sg.tensors[i].name.decode(): int(i) for i in sg.outputs}
@@ -566,8 +566,8 @@ def correct_head_biases(candidate: bytes, crops: np.ndarray, log=print) -> bytes
     landmarks (117) and pose-flag logit is subtracted from the bias of the head that produces
     it. The heads are linear in their bias, so a constant shift is removed exactly; int8 features
     leave the landmarks about 0.7 px low and the flag's logit 0.38 lower on average."""
-    from edge.landmarks import LandmarkModel
-    from edge.models import locate
+    from edge.pose.landmarks import LandmarkModel
+    from edge.pose.models import locate
 
     schema = _schema()
     with tempfile.TemporaryDirectory() as tmp:
@@ -659,12 +659,12 @@ def evaluate_frames(
     candidate: Path, frames: list[tuple[str, np.ndarray]], reference: dict | None = None
 ) -> dict:
     """Float vs ``candidate`` estimator on held-out ``frames`` ((name, BGR image) pairs), on the
-    same crop (the float detector's ROI), decoded by ``edge.landmarks`` with heatmap refinement;
+    same crop (the float detector's ROI), decoded by ``edge.pose.landmarks`` with heatmap refinement;
     also against MediaPipe's landmarks where ``reference`` (name -> pose or None) has them."""
-    from edge.detector import Detector
-    from edge.landmarks import LandmarkModel
-    from edge.models import locate
-    from edge.tracking import roi_from_detection
+    from edge.pose.detector import Detector
+    from edge.pose.landmarks import LandmarkModel
+    from edge.pose.models import locate
+    from edge.pose.tracking import roi_from_detection
 
     ref = reference or {}
     detector = Detector(locate("pose_detection"), 2)
@@ -732,7 +732,7 @@ def evaluate_frames(
 def bench(models: dict[str, Path], threads=(1, 2), runs: int = 200, rounds: int = 5) -> dict:
     """Estimator invoke time (ms), interleaved: for each round, each model runs ``runs`` times on
     a real crop; best round's median and the overall minimum per model and thread count."""
-    from edge.landmarks import LandmarkModel
+    from edge.pose.landmarks import LandmarkModel
 
     rng = np.random.default_rng(0)
     x = rng.random((256, 256, 3), dtype=np.float32)
@@ -771,7 +771,7 @@ def main(argv=None) -> int:
         return 2
     except Exception as exc:
         try:
-            from edge.models import ModelError
+            from edge.pose.models import ModelError
         except ImportError:
             ModelError = OSError  # noqa: N806 - only for the test below
         if not isinstance(exc, ModelError | OSError):
@@ -844,7 +844,7 @@ def _main(argv=None) -> int:
     _check_arguments(args)
 
     sys.path.insert(0, str(ROOT))
-    from edge import models
+    from edge.pose import models
 
     # the float model where the package looks for it ($BLAZEPOSE_EDGE_MODELS too), verified
     float_path = models.locate("pose_landmark_full")
@@ -859,7 +859,7 @@ def _main(argv=None) -> int:
             return 0
         except models.ModelError as exc:
             print(f"building: {exc}")
-    from edge.media import media_dir
+    from edge.service.media import media_dir
 
     media, held = media_dir(), None
     if args.footage:

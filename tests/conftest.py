@@ -19,7 +19,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def _installed_models_dir() -> Path:
     """Where ``install.sh`` put the models (before the tests hide derived ones, below)."""
-    from edge import models
+    from edge.pose import models
 
     return models.models_dir()
 
@@ -28,7 +28,7 @@ INSTALLED_MODELS = _installed_models_dir()
 
 
 def _media_dir() -> Path:
-    from edge.media import media_dir
+    from edge.service.media import media_dir
 
     return media_dir()
 
@@ -39,11 +39,11 @@ def _hermetic(tmp_path_factory):
     show the tests only the manifest's models: an int8 estimator a developer built with
     ``install.sh --int8`` must not change what ``auto`` picks under test (tests that need a
     derived model build their own models directory)."""
-    from edge import models
+    from edge.pose import models
 
     source = INSTALLED_MODELS
     only_manifest = tmp_path_factory.mktemp("models")
-    names = [models.MANIFEST_NAME] + [spec.file for spec in models.specs().values()]
+    names = [spec.file for spec in models.specs().values()]
     for name in names:
         if (source / name).exists():
             (only_manifest / name).symlink_to((source / name).resolve())
@@ -70,7 +70,7 @@ def media() -> Path:
 
 @pytest.fixture(scope="session")
 def models_ready() -> None:
-    from edge import models
+    from edge.pose import models
 
     try:
         for name in models.specs():
@@ -85,7 +85,7 @@ def models_ready() -> None:
 def built_int8() -> Path:
     """The models directory holding the int8 estimator ``./install.sh --int8`` built (CI builds
     it: absent there is a failure; on a developer's machine the tests that need it are skipped)."""
-    from edge import models
+    from edge.pose import models
 
     try:
         models.verify_derived("pose_landmark_full_int8", INSTALLED_MODELS)

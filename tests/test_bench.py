@@ -3,8 +3,9 @@ import json
 import cv2
 import pytest
 
-from edge import bench, telemetry
-from edge.cli import main
+from edge.pose import board
+from edge.service import bench
+from edge.service.cli import main
 
 
 def test_bench_report_and_plot(media, models_ready, tmp_path):
@@ -20,7 +21,7 @@ def test_bench_report_and_plot(media, models_ready, tmp_path):
     assert 0 <= report["throughput"]["detector_share"] < 0.2
     assert 0 < report["throughput"]["outside_invoke_share"] < 1
     assert report["env"]["threads"] == 1 and report["resources"]["peak_rss_mb"] > 50
-    assert report["env"]["isa"] == telemetry.cpu_isa()  # which core the figures are from
+    assert report["env"]["isa"] == board.cpu_isa()  # which core the figures are from
     assert len(report["env"]["models"]["pose_landmark_full"]) == 64
     assert report["env"]["variant_requested"] == "auto"
     assert report["env"]["variant"] in ("float", "int8") and report["env"]["variant_reason"]

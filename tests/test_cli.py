@@ -4,7 +4,7 @@ import shutil
 import cv2
 import pytest
 
-from edge.cli import main
+from edge.service.cli import main
 
 
 def test_infer_json_for_images(media, models_ready, capsys):

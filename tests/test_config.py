@@ -1,8 +1,8 @@
 import pytest
 
-from edge import config
-from edge.cli import main
-from edge.config import Config, ConfigError, load, read_password, to_toml
+from edge.service import config
+from edge.service.cli import main
+from edge.service.config import Config, ConfigError, load, read_password, to_toml
 
 
 def write(tmp_path, text):

@@ -14,12 +14,12 @@ import pytest
 
 from .broker import PASSWORD, USER, Subscriber
 
-SCHEMA = Path(__file__).resolve().parent.parent / "edge" / "schema" / "pose.schema.json"
+SCHEMA = Path(__file__).resolve().parent.parent / "edge" / "service" / "schema" / "pose.schema.json"
 
 
 def start_daemon(*args: str, env: dict | None = None, stdout=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", *args],
+        [sys.executable, "-m", "edge.service.cli", "run", *args],
         stdout=stdout,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},

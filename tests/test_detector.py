@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detector import Detector, iou, ssd_anchors, weighted_nms
-from edge.models import locate
+from edge.pose.detector import Detector, iou, ssd_anchors, weighted_nms
+from edge.pose.models import locate
 
 
 def test_anchor_layout():

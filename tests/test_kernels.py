@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import kernels
+from edge.pose import kernels
 
 
 def legacy_warp(src, inv, size, border, swap_rb):
@@ -148,7 +148,7 @@ def decode_numpy(raw, scores, anchors, size, clip, min_score):
 
 
 def test_decode_detections_matches_numpy():
-    from edge.detector import ssd_anchors
+    from edge.pose.detector import ssd_anchors
 
     rng = np.random.default_rng(3)
     anchors = ssd_anchors()
@@ -181,8 +181,8 @@ def test_refine_ignores_landmarks_outside_heatmap():
 
 def decode_landmarks_numpy(raw, rect, padding, heatmap, input_size=256):
     """Reference: the estimator's landmark decoding in numpy (float32, MediaPipe's order)."""
-    from edge.landmarks import sigmoid
-    from edge.roi import project_to_image, remove_letterbox
+    from edge.pose.landmarks import sigmoid
+    from edge.pose.roi import project_to_image, remove_letterbox
 
     lm = raw.reshape(39, 5).astype(np.float32)
     norm = np.ascontiguousarray(lm[:, :3] / np.float32(input_size))
@@ -210,14 +210,14 @@ def assert_same_bits(a, b):
 
 
 def random_rects(rng, n):
-    from edge.roi import Rect
+    from edge.pose.roi import Rect
 
     for _ in range(n):
         yield Rect(*rng.uniform(-0.2, 1.2, 2), *rng.uniform(0.01, 2.0, 2), rng.uniform(-4, 4))
 
 
 def test_decode_matches_numpy_on_random_outputs():
-    from edge.landmarks import decode_landmarks, decode_world
+    from edge.pose.landmarks import decode_landmarks, decode_world
 
     rng = np.random.default_rng(4)
     for rect in random_rects(rng, 200):
@@ -238,8 +238,8 @@ def test_decode_matches_numpy_on_real_model_outputs(media, static_estimator):
     """The model's own outputs on the test photos, through their detected ROI and turned ones."""
     from dataclasses import replace
 
-    from edge.landmarks import decode_landmarks, decode_world
-    from edge.tracking import roi_from_detection
+    from edge.pose.landmarks import decode_landmarks, decode_world
+    from edge.pose.tracking import roi_from_detection
 
     est = static_estimator.estimator
     rng = np.random.default_rng(5)
@@ -266,7 +266,7 @@ def test_decode_matches_numpy_on_real_model_outputs(media, static_estimator):
 
 def alignment_rect_numpy(start, end, width, height):
     """Reference: MediaPipe's AlignmentPointsRects in numpy float32 scalars."""
-    from edge.roi import TARGET_ANGLE, Rect, normalize_radians
+    from edge.pose.roi import TARGET_ANGLE, Rect, normalize_radians
 
     F = np.float32
     w, h = F(width), F(height)
@@ -279,7 +279,7 @@ def alignment_rect_numpy(start, end, width, height):
 
 
 def test_alignment_rect_matches_numpy():
-    from edge.roi import alignment_rect
+    from edge.pose.roi import alignment_rect
 
     rng = np.random.default_rng(6)
     points = rng.uniform(-0.5, 1.5, (5000, 4))

@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 
-from edge.landmarks import decode_landmarks, decode_world, sigmoid, to_pixels
-from edge.roi import Rect
+from edge.pose.landmarks import decode_landmarks, decode_world, sigmoid, to_pixels
+from edge.pose.roi import Rect
 
 
 def test_decode_projects_through_rect():

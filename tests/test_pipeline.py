@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from edge import FrameError, PoseEstimator
-from edge.pipeline import check_frame
+from edge.pose.pipeline import check_frame
 
 
 def test_padded_rows_are_used_without_a_copy(media, static_estimator):

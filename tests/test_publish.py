@@ -6,10 +6,10 @@ import socket
 import numpy as np
 import pytest
 
-from edge.pipeline import Pose
-from edge.publish import StdoutPublisher, decode_binary, pose_binary, pose_json
-from edge.roi import Roi
-from edge.sdnotify import Watchdog, notify
+from edge.pose.pipeline import Pose
+from edge.pose.roi import Roi
+from edge.service.sdnotify import Watchdog, notify
+from edge.service.sinks import StdoutPublisher, decode_binary, pose_binary, pose_json
 
 
 def make_pose(seed=0):
@@ -99,7 +99,7 @@ def test_telemetry_summary_while_recording():
     """The stats thread summarises while the pipeline records new stages: no race."""
     import threading
 
-    from edge.telemetry import Telemetry
+    from edge.service.telemetry import Telemetry
 
     tel = Telemetry(window=50)
     stop = threading.Event()

@@ -25,7 +25,7 @@ def quantize():
 
 @pytest.fixture(scope="module")
 def prepared(quantize, models_ready):
-    from edge.models import locate
+    from edge.pose.models import locate
 
     return quantize.prepare_float(locate("pose_landmark_full").read_bytes())
 
@@ -33,8 +33,8 @@ def prepared(quantize, models_ready):
 def test_prepared_float_graph_gives_the_shipped_outputs(prepared, tmp_path):
     """fp16 constants folded to fp32, segmentation head cut: the four kept outputs are the same
     bits as the shipped model's on a real-looking input."""
-    from edge.landmarks import LandmarkModel
-    from edge.models import locate
+    from edge.pose.landmarks import LandmarkModel
+    from edge.pose.models import locate
 
     path = tmp_path / "prepared.tflite"
     path.write_bytes(prepared)
@@ -81,8 +81,8 @@ def test_recipe_refuses_another_graph(quantize, prepared):
 def test_prepared_detector_densified_gives_the_shipped_outputs(quantize, models_ready, tmp_path):
     """The detector stores sparse fp16 weights (38 DENSIFY + DEQUANTIZE pairs): densified to fp32
     constants, its outputs are the same bits."""
-    from edge.detector import Detector
-    from edge.models import locate
+    from edge.pose.detector import Detector
+    from edge.pose.models import locate
 
     shipped_bytes = locate("pose_detection").read_bytes()
     prepared = quantize.prepare_float(
@@ -106,7 +106,7 @@ def test_head_bias_correction_removes_a_constant_shift(quantize, prepared, tmp_p
     correction, measured against the shipped model on a few crops, puts the outputs back."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from edge.landmarks import LandmarkModel
+    from edge.pose.landmarks import LandmarkModel
 
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(prepared, 0))
     sg = m.subgraphs[0]
@@ -164,7 +164,7 @@ def test_collect_footage_holds_out_the_end_of_each_video(quantize, media, models
 def test_gate_on_your_footage(quantize, media, built_int8):
     """The int8 model ``./install.sh --int8`` built, judged on held-out frames of other footage
     (no MediaPipe reference there: against float only)."""
-    from edge.models import locate
+    from edge.pose.models import locate
 
     videos = [media / "video" / "synthetic_arms_up_tfjs.mp4",
               media / "video" / "two_people_hug_1080p_mmaction2.mp4"]  # fmt: skip

@@ -103,9 +103,9 @@ def test_kill_9_while_broker_down_then_restart_delivers_spool(
 def test_spool_with_a_lost_middle_is_delivered_and_drained(broker, tmp_path):
     """Numbers lost in an older segment (a disk error) are skipped: the rest is delivered, the
     acknowledged point moves past the gap and the spool is empty at the end."""
-    from edge.config import MqttConfig
-    from edge.publish.mqtt import MqttPublisher
-    from edge.publish.spool import HEADER, Spool
+    from edge.service.config import MqttConfig
+    from edge.service.sinks.mqtt import MqttPublisher
+    from edge.service.sinks.spool import HEADER, Spool
 
     folder = tmp_path / "spool"
     spool = Spool(folder, segment_bytes=2000)
@@ -135,10 +135,10 @@ def test_spool_with_a_lost_middle_is_delivered_and_drained(broker, tmp_path):
 
 def test_malformed_frames_are_skipped_and_counted(media, models_ready):
     """1,000 malformed frames mixed into a real video: no crash, each counted."""
-    from edge.config import Config
-    from edge.daemon import Daemon
-    from edge.sources import Frame, Source
-    from edge.sources.opencv import VideoCaptureSource
+    from edge.service.config import Config
+    from edge.service.daemon import Daemon
+    from edge.service.sources import Frame, Source
+    from edge.service.sources.opencv import VideoCaptureSource
 
     class Mixed(Source):
         live = False
@@ -179,10 +179,10 @@ def test_malformed_frames_are_skipped_and_counted(media, models_ready):
 
 def test_source_failing_for_good_after_frames_exits_non_zero(media, models_ready):
     """Exit 4 (so systemd's Restart=on-failure restarts the unit), not 0, even after frames."""
-    from edge.config import Config
-    from edge.daemon import EXIT_SOURCE, Daemon
-    from edge.sources import Source, SourceError
-    from edge.sources.opencv import VideoCaptureSource
+    from edge.service.config import Config
+    from edge.service.daemon import EXIT_SOURCE, Daemon
+    from edge.service.sources import Source, SourceError
+    from edge.service.sources.opencv import VideoCaptureSource
 
     class Failing(Source):
         live = False
@@ -359,7 +359,7 @@ def test_sighup_reloads_what_it_can(media, models_ready, tmp_path):
 
 
 def test_password_file_readable_by_others_is_warned(tmp_path, caplog):
-    from edge.config import MqttConfig, read_password
+    from edge.service.config import MqttConfig, read_password
 
     pw = tmp_path / "pw"
     pw.write_text("secret\n")

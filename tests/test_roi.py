@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.roi import (
+from edge.pose.roi import (
     Rect,
     Roi,
     alignment_rect,

@@ -4,8 +4,8 @@ import types
 import numpy as np
 import pytest
 
-from edge import runtime
-from edge.models import ModelError, locate
+from edge.pose import runtime
+from edge.pose.models import ModelError, locate
 
 
 def fake_backend(monkeypatch, name, interpreter):
@@ -83,7 +83,7 @@ def test_default_threads_capped_at_four():
 
 
 def test_pruned_estimator_gives_identical_outputs(models_ready):
-    from edge.landmarks import LandmarkModel
+    from edge.pose.landmarks import LandmarkModel
 
     roles = ("landmarks", "flag", "heatmap", "world")
     full = runtime.Model(locate("pose_landmark_full"), LandmarkModel.OUTPUTS, num_threads=1)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.smoothing import (
+from edge.pose.smoothing import (
     AUX_LANDMARKS,
     LANDMARKS,
     VISIBILITY_ALPHA,

@@ -6,12 +6,12 @@ import types
 import numpy as np
 import pytest
 
-from edge.config import SourceConfig
-from edge.sources import Frame, FrameGrabber, Source, SourceError, open_source
-from edge.sources.folder import FolderSource
-from edge.sources.grabber import EndOfStream
-from edge.sources.opencv import VideoCaptureSource
-from edge.sources.picam import PicameraSource
+from edge.service.config import SourceConfig
+from edge.service.sources import Frame, FrameGrabber, Source, SourceError, open_source
+from edge.service.sources.folder import FolderSource
+from edge.service.sources.grabber import EndOfStream
+from edge.service.sources.opencv import VideoCaptureSource
+from edge.service.sources.picam import PicameraSource
 
 
 class FakeLive(Source):
@@ -319,9 +319,18 @@ def test_grabber_stop_unblocks_a_waiting_producer(media):
     assert not t.is_alive()
 
 
-def test_demo_source_is_the_test_media_clip(media, monkeypatch):
-    source = open_source(SourceConfig(uri="demo"))
-    assert (source.target, source.kind) == (str(media / "video" / "street.avi"), "file")
+def test_demo_source_is_the_shipped_clip_and_loops(monkeypatch):
+    """``--source demo`` needs no test media: the clip is package data, and it loops like a
+    camera (the Quick start asks for 200 frames of a 120-frame clip)."""
+    from edge.service.media import demo_clip
+
     monkeypatch.setenv("BLAZEPOSE_EDGE_MEDIA", "/nonexistent/media")
-    with pytest.raises(SourceError, match="source 'demo'.*not found at /nonexistent/media"):
-        open_source(SourceConfig(uri="demo"))
+    source = open_source(SourceConfig(uri="demo"))
+    assert (source.target, source.kind) == (str(demo_clip()), "file")
+    source.open()
+    try:
+        frames = [source.read() for _ in range(130)]
+    finally:
+        source.close()
+    assert all(f is not None for f in frames)
+    assert frames[-1].index == 129

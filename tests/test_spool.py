@@ -1,6 +1,6 @@
 import time
 
-from edge.publish.spool import HEADER, Spool
+from edge.service.sinks.spool import HEADER, Spool
 
 
 def payload(i: int) -> bytes:

@@ -10,8 +10,9 @@ import shutil
 
 import pytest
 
-from edge import PoseEstimator, models, telemetry, variants
-from edge.cli import main
+from edge import PoseEstimator
+from edge.pose import board, models, variants
+from edge.service.cli import main
 
 INT8 = "pose_landmark_full_int8"
 
@@ -45,8 +46,8 @@ def float_dir(tmp_path, models_ready):
     """A models directory with the two float models (copies)."""
     directory = tmp_path / "models"
     directory.mkdir()
-    for name in ("manifest.json", "pose_detection.tflite", "pose_landmark_full.tflite"):
-        shutil.copy(models.REPO_MODELS_DIR / name, directory)
+    for name in ("pose_detection", "pose_landmark_full"):
+        shutil.copy(models.locate(name), directory)
     return directory
 
 
@@ -104,7 +105,7 @@ def test_unreadable_record(int8_dir):
 
 def test_auto_with_one_candidate_takes_float_without_measuring(float_dir, monkeypatch, caplog):
     monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
-    with caplog.at_level(logging.INFO, logger="edge.variants"):
+    with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=float_dir)
     assert est.variant == "float"
     assert "only verified variant (int8 absent)" in est.variant_reason
@@ -115,7 +116,7 @@ def test_auto_with_one_candidate_takes_float_without_measuring(float_dir, monkey
 def test_auto_leaves_out_an_int8_that_fails_its_gate(int8_dir, monkeypatch, caplog):
     write_record(int8_dir, gate={"passed": False})
     monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
-    with caplog.at_level(logging.WARNING, logger="edge.variants"):
+    with caplog.at_level(logging.WARNING, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=int8_dir)
     assert est.variant == "float" and "int8 unusable" in est.variant_reason
     assert "accuracy gate" in caplog.text
@@ -130,7 +131,7 @@ def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
         return real(estimators, seconds)
 
     monkeypatch.setattr(variants, "measure", counting)
-    with caplog.at_level(logging.INFO, logger="edge.variants"):
+    with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
         first = PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir)
     assert calls == [["float", "int8"]]
     assert first.variant in ("float", "int8")
@@ -145,7 +146,7 @@ def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
     assert entry["board"]["models"]["int8"] == models.sha256_of(int8_dir / f"{INT8}.tflite")
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="edge.variants"):
+    with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
         second = PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir)
     assert calls == [["float", "int8"]]  # not measured again
     assert second.variant == first.variant
@@ -158,7 +159,7 @@ def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
     assert len(json.loads(cache.read_text())["choices"]) == 2
 
     # so is another instruction set behind the same model name (a VM moved to another host)
-    assert entry["board"]["isa"] == telemetry.cpu_isa()
+    assert entry["board"]["isa"] == board.cpu_isa()
     monkeypatch.setattr(variants, "cpu_isa", lambda: "znver5 avx2 fma avx512f avx512_vnni")
     PoseEstimator(num_threads=1, tracking=False, models_dir=int8_dir)
     assert len(calls) == 3
@@ -182,7 +183,7 @@ def test_auto_picks_the_faster_and_survives_an_unwritable_cache(int8_dir, monkey
     blocker.write_text("")
     monkeypatch.setenv("CACHE_DIRECTORY", str(blocker / "sub"))
     monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 9.5, "int8": 5.1})
-    with caplog.at_level(logging.WARNING, logger="edge.variants"):
+    with caplog.at_level(logging.WARNING, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=int8_dir)
     assert est.variant == "int8" and "not cached" in est.variant_reason
     assert "cannot cache the variant choice" in caplog.text
@@ -233,12 +234,10 @@ def test_cli_rejects_an_unknown_variant(capsys):
 
 
 def test_cpu_isa_names_the_core_and_its_int8_features(monkeypatch, tmp_path):
-    isa = telemetry.cpu_isa()
+    isa = board.cpu_isa()
     assert isa.split()[0]  # LLVM's name for this core
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimdhp cpuid asimddp\n")
-    real_path = telemetry.Path
-    monkeypatch.setattr(
-        telemetry, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p)
-    )
-    assert telemetry.cpu_isa().split()[1:] == ["asimd", "asimdhp", "asimddp"]
+    real_path = board.Path
+    monkeypatch.setattr(board, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert board.cpu_isa().split()[1:] == ["asimd", "asimdhp", "asimddp"]

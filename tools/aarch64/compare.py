@@ -54,8 +54,8 @@ def _log(msg: str) -> None:
 
 def kernel_checks(frame: np.ndarray) -> dict:
     """Each Numba kernel on fixed inputs: the same bytes in on every machine."""
-    from edge import kernels
-    from edge.detector import ssd_anchors
+    from edge.pose import kernels
+    from edge.pose.detector import ssd_anchors
 
     out: dict = {}
     # Warp: a fixed rotated, scaled crop of the real frame, both border modes.
@@ -99,7 +99,7 @@ def numba_report() -> dict:
     import numba
     from numba.core import config
 
-    from edge import kernels
+    from edge.pose import kernels
 
     stats = {}
     for name in ("warp_to_tensor", "decode_detections", "refine_from_heatmap"):

@@ -11,10 +11,10 @@ import logging
 import threading
 import time
 
+from ..pose import FrameError, PoseEstimator
 from .config import RELOADABLE, Config, ConfigError, changed_keys
-from .pipeline import FrameError, PoseEstimator
-from .publish import make_publisher, pose_binary, pose_json
 from .sdnotify import Watchdog, notify
+from .sinks import make_publisher, pose_binary, pose_json
 from .sources import FrameGrabber, Source, SourceError, open_source
 from .sources.grabber import EndOfStream
 from .telemetry import Telemetry
@@ -86,7 +86,7 @@ class Daemon:
         logging.getLogger().setLevel(new.daemon.log_level.upper())
         self.cfg.mqtt.stats_interval = new.mqtt.stats_interval
         self.cfg.pipeline.min_detection_score = new.pipeline.min_detection_score
-        self.estimator.detector.min_score = new.pipeline.min_detection_score
+        self.estimator.min_detection_score = new.pipeline.min_detection_score
         self.cfg.pipeline.smoothing = new.pipeline.smoothing
         self.estimator.smoothing = new.pipeline.smoothing
         log.info(
@@ -109,7 +109,7 @@ class Daemon:
             "captured": grabber.captured if grabber else 0,
             "dropped_frames": grabber.dropped if grabber else 0,
             "source_errors": grabber.errors if grabber else 0,
-            "detector_share": round(self.estimator.tracker.detector_share, 4),
+            "detector_share": round(self.estimator.detector_share, 4),
             "variant": self.estimator.variant,
             "publish": self.publisher.stats(),
         }

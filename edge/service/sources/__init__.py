@@ -4,7 +4,8 @@
 - ``/dev/videoN`` or ``N``: a V4L2 device through OpenCV
 - ``rtsp://``, ``rtsps://``, ``http://``, ``https://``: a network stream through OpenCV/FFmpeg
 - a video file (``loop``, ``realtime`` apply) or a folder of images
-- ``demo``: the test media's street.avi (``edge.media``), for trying the daemon without a camera
+- ``demo``: the clip that ships in the package (``edge.service.media``), looping, for trying the
+  daemon without a camera
 - empty: the Pi camera where picamera2 is installed, else ``/dev/video0``
 """
 
@@ -14,7 +15,7 @@ import os
 from pathlib import Path
 
 from ..config import SourceConfig
-from ..media import demo_video
+from ..media import demo_clip
 from .base import Frame, Source, SourceError, redact
 from .folder import FolderSource
 from .grabber import FrameGrabber
@@ -52,14 +53,8 @@ def open_source(cfg: SourceConfig) -> Source:
         return VideoCaptureSource(int(uri), "device", cfg.width, cfg.height, cfg.fps)
     if uri.startswith("/dev/"):
         return VideoCaptureSource(uri, "device", cfg.width, cfg.height, cfg.fps)
-    if uri == "demo":
-        video = demo_video()
-        if not video.is_file():
-            raise SourceError(
-                f"source 'demo' is the test media's street.avi, not found at {video}; set "
-                "BLAZEPOSE_EDGE_MEDIA to the media folder, or give --source VIDEO"
-            )
-        return VideoCaptureSource(str(video), "file", loop=cfg.loop, realtime=cfg.realtime)
+    if uri == "demo":  # always loops: like a camera, it runs until stopped (or --max-frames)
+        return VideoCaptureSource(str(demo_clip()), "file", loop=True, realtime=cfg.realtime)
     if uri.lower().startswith(STREAM_SCHEMES):
         return VideoCaptureSource(uri, "stream", cfg.width, cfg.height, cfg.fps)
     path = Path(os.path.expanduser(uri))

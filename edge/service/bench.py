@@ -22,13 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import __version__, models
-from .pipeline import PoseEstimator
-from .publish import pose_json
+from .. import __version__
+from ..pose import PoseEstimator, models
+from ..pose.board import board_model, cpu_isa, cpu_model, soc_temperature, throttled_flags
+from .sinks import pose_json
 from .sources import FrameGrabber
 from .sources.opencv import VideoCaptureSource
-from .telemetry import board_model, cpu_isa, cpu_model, soc_temperature, throttled_flags
-from .variants import VARIANTS
 
 SCHEMA_VERSION = 1
 STAGES = (
@@ -126,7 +125,7 @@ def run(
             if index == warmup:  # the first measured frame: everything counts from here
                 t_start = t0
                 cpu0 = os.times()
-                est.tracker.frames = est.tracker.detector_runs = 0
+                est.reset_counters()
             poses = est.process(frame.image, timestamp_ms=frame.pts_ms)
             t2 = time.perf_counter()
             h, w = frame.image.shape[:2]
@@ -158,16 +157,13 @@ def run(
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     invoke = sum(np.sum(samples[s]) for s in ("detector_invoke", "estimator_invoke"))
     frame_total = float(np.sum(samples["frame"]))
-    models_used = {name: spec.sha256 for name, spec in models.specs().items()}
-    for name in VARIANTS[est.variant]:
-        if name in models.DERIVED:
-            models_used[name] = models.sha256_of(models.locate(name, check=False))
+    models_used = {path.stem: models.sha256_of(path) for path in est.model_files.values()}
     return {
         "schema_version": SCHEMA_VERSION,
         "blazepose_edge": __version__,
         "env": {
             **machine(),
-            "runtime": est.estimator.model.backend,
+            "runtime": est.backend,
             "threads": est.num_threads,
             "variant": est.variant,
             "variant_requested": variant,
@@ -180,7 +176,7 @@ def run(
             "fps": round(frames / wall, 2),
             "frames": frames,
             "wall_s": round(wall, 3),
-            "detector_share": round(est.tracker.detector_share, 4),
+            "detector_share": round(est.detector_share, 4),
             "outside_invoke_share": round(1 - invoke / frame_total, 4) if frame_total else None,
         },
         "resources": {

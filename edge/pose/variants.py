@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from . import models
+from .board import board_model, cpu_isa, cpu_model
 from .models import ModelError
 from .runtime import default_threads, interpreter_class
-from .telemetry import board_model, cpu_isa, cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def candidates(directory: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, 
             found[variant] = (models.locate(name, directory, check=False), record["sha256"])
         else:
             path = models.locate(name, directory)
-            found[variant] = (path, models.specs(models.load_manifest(directory))[name].sha256)
+            found[variant] = (path, models.specs()[name].sha256)
     return found, left_out
 
 

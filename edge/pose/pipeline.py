@@ -123,16 +123,88 @@ class PoseEstimator:
             min_score=min_detection_score,
         )  # fmt: skip
         self.tracking = tracking
-        self.smoothing = tracking if smoothing is None else smoothing
+        self._smoothing = tracking if smoothing is None else bool(smoothing)
         self.segmentation = segmentation
         self.tracker = Tracker(enabled=tracking)
         self.smoother = PoseSmoother()
         self._last_t: float | None = None  # the last timestamp_ms, to notice a step back
-        self.timings: dict[str, float] = {}
+        self._timings: dict[str, float] = {}
+        self._model_files = {
+            "detector": self.detector.model.path,
+            "estimator": self.estimator.model.path,
+        }
+        self._closed = False
+
+    # --- what callers may read and set (the service uses only these) ------------------------
 
     @property
     def num_threads(self) -> int:
+        """Interpreter threads in use."""
         return self.estimator.model.num_threads
+
+    @property
+    def backend(self) -> str:
+        """The interpreter package in use: ``ai_edge_litert`` or ``tflite_runtime``."""
+        return self.estimator.model.backend
+
+    @property
+    def model_files(self) -> dict[str, Path]:
+        """The verified model files in use: ``{"detector": path, "estimator": path}``."""
+        return dict(self._model_files)
+
+    @property
+    def min_detection_score(self) -> float:
+        return self.detector.min_score
+
+    @min_detection_score.setter
+    def min_detection_score(self, value: float) -> None:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"min_detection_score must be in (0, 1), not {value}")
+        self.detector.min_score = float(value)
+
+    @property
+    def smoothing(self) -> bool:
+        """Whether video mode smooths landmarks over time (may change between frames)."""
+        return self._smoothing
+
+    @smoothing.setter
+    def smoothing(self, value: bool) -> None:
+        self._smoothing = bool(value)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Milliseconds per stage of the last ``process`` call (a copy)."""
+        return dict(self._timings)
+
+    @property
+    def frames_processed(self) -> int:
+        """Frames given to ``process`` since the estimator was made or ``reset_counters``."""
+        return self.tracker.frames
+
+    @property
+    def detector_runs(self) -> int:
+        """How many of those frames ran the detector."""
+        return self.tracker.detector_runs
+
+    @property
+    def detector_share(self) -> float:
+        """``detector_runs / frames_processed`` (0 before the first frame)."""
+        return self.tracker.detector_share
+
+    def reset_counters(self) -> None:
+        """Start ``frames_processed`` and ``detector_runs`` again from 0 (after a warm-up)."""
+        self.tracker.frames = self.tracker.detector_runs = 0
+
+    def close(self) -> None:
+        """Release the interpreters. ``process`` raises afterwards; closing twice is fine."""
+        self._closed = True
+        self.estimator = self.detector = None  # the interpreters go with their last reference
+
+    def __enter__(self) -> PoseEstimator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def reset(self) -> None:
         """Forget the tracked person (start of a new video)."""
@@ -143,6 +215,8 @@ class PoseEstimator:
     def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> list[Pose]:
         """Poses in ``frame_bgr`` (H, W, 3 uint8 BGR). ``timestamp_ms`` drives smoothing in video
         mode; without it the monotonic clock is used."""
+        if self._closed:
+            raise RuntimeError("PoseEstimator is closed")
         frame = check_frame(frame_bgr)
         t = time.monotonic() * 1000.0 if timestamp_ms is None else float(timestamp_ms)
         if not math.isfinite(t):
@@ -180,7 +254,7 @@ class PoseEstimator:
                 if self.tracking:
                     t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
                     norm, world = self.smoother(
-                        norm, world, result.image_size, t_ns, self.smoothing
+                        norm, world, result.image_size, t_ns, self._smoothing
                     )
                 self.tracker.update(norm, result.image_size)
             poses.append(
@@ -192,5 +266,5 @@ class PoseEstimator:
                     segmentation_mask=result.mask,
                 )
             )
-        self.timings = sw.ms
+        self._timings = sw.ms
         return poses

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import cv2
 
-from . import __version__
-from .media import demo_video, media_dir
-from .models import ModelError
+from .. import __version__
+from ..pose import ModelError
+from .media import demo_clip
 
 VARIANT_CHOICES = ("auto", "float", "int8")
 VARIANT_HELP = (
@@ -64,7 +64,7 @@ class Infer:
             n += 1
 
     def estimator(self, tracking: bool):
-        from .pipeline import PoseEstimator
+        from ..pose import PoseEstimator
 
         if tracking not in self._estimators:
             self._estimators[tracking] = PoseEstimator(
@@ -82,7 +82,7 @@ class Infer:
             print(f"{path}: {with_pose}/{frames} {what} with a pose")
 
     def image(self, path: Path, frame) -> None:
-        from .draw import draw_poses
+        from ..pose import draw_poses
 
         poses = self.estimator(False).process(frame)
         h, w = frame.shape[:2]
@@ -93,7 +93,7 @@ class Infer:
             cv2.imwrite(str(self.annotated_path(path, ".png")), draw_poses(frame, poses))
 
     def video(self, path: Path, cap: cv2.VideoCapture) -> None:
-        from .draw import draw_poses
+        from ..pose import draw_poses
 
         est = self.estimator(True)
         est.reset()
@@ -138,18 +138,8 @@ class Infer:
         self.video(path, cap)
 
 
-def default_media() -> list[str]:
-    images = media_dir() / "images"
-    if not images.is_dir():
-        raise SystemExit(
-            f"blazepose-edge: no PATH given and no media folder at {images}; "
-            "give image or video paths, e.g. blazepose-edge infer photo.jpg"
-        )
-    return [str(images)]
-
-
 def cmd_infer(args: argparse.Namespace) -> int:
-    args.paths = args.paths or default_media()
+    args.paths = args.paths or [str(demo_clip())]
     runner = Infer(args)
     failed = 0
     for path in expand(args.paths):
@@ -186,7 +176,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if problem:
         _err(problem)
         return 2
-    source = args.source or default_bench_video()
+    source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
                        show_progress=sys.stderr.isatty() or args.progress)  # fmt: skip
     print(bench.summary(report))
@@ -204,15 +194,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_bench_video() -> str:
-    video = demo_video()
-    if not video.is_file():
-        raise SystemExit("blazepose-edge: bench needs --source VIDEO (a clip with a person in it)")
-    return str(video)
-
-
 def cmd_models(args: argparse.Namespace) -> int:
-    from . import models
+    from ..pose import models
 
     if args.action == "fetch":
         models.fetch()
@@ -269,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .config import ConfigError
     from .daemon import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, Daemon
-    from .publish import PublishError
+    from .sinks import PublishError
     from .sources import SourceError
 
     try:
@@ -290,7 +273,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         def on_signal(signum, frame) -> None:
             import logging
 
-            logging.getLogger("edge.daemon").info("%s: stopping", signal.Signals(signum).name)
+            logging.getLogger("edge.service.daemon").info(
+                "%s: stopping", signal.Signals(signum).name
+            )
             daemon.stop()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -378,8 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         "paths",
         nargs="*",
         metavar="PATH",
-        help="images, videos or folders (default: the test media's images folder, "
-        "found by edge.media: $BLAZEPOSE_EDGE_MEDIA or shared/media beside the project)",
+        help="images, videos or folders (default: the demo clip that ships with blazepose-edge)",
     )
     infer.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
@@ -401,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
 
     bench = sub.add_parser("bench", help="per-stage latency and FPS on this machine")
-    bench.add_argument("--source", help="video file (default: the test media's street.avi)")
+    bench.add_argument(
+        "--source", help="video file (default: the demo clip that ships with blazepose-edge)"
+    )
     bench.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
     )

@@ -8,7 +8,7 @@ JSON (``mqtt.encoding = "json"``, the default), one per processed frame::
 
 x and y are fractions of the frame's width and height (MediaPipe's convention), z is on x's
 scale; world landmarks are metres with the origin between the hips. ``poses`` is empty when
-nobody is in view. The schema is ``edge/schema/pose.schema.json``.
+nobody is in view. The schema is ``edge/service/schema/pose.schema.json``.
 
 Binary (``mqtt.encoding = "binary"``), little-endian, the same values::
 

