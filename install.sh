@@ -5,9 +5,9 @@
 #   ./install.sh --dev        also the test and lint tools (pytest, ruff, jsonschema)
 #   ./install.sh --no-broker  never install Mosquitto
 #   ./install.sh --int8       also build the int8 estimator (models/quantize.py: calibrate on the test
-#                             media, gate against float; cached once it passes). Needs ../shared/media
-#                             or $BLAZEPOSE_EDGE_MEDIA and a quantizer venv in ~/.cache (about 310 MB);
-#                             about a minute on the 2-vCPU dev VM. Or build it once and copy the two files.
+#                             media, gate against float; cached once it passes). Needs the project's
+#                             test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a quantizer
+#                             venv in ~/.cache (about 310 MB); about a minute on a 2-core x86 server.
 #   ./install.sh --int8-footage=PATH
 #                             the same, calibrated and gated on your own videos/photos (a file or a
 #                             folder; say a minute of your camera's view) instead of the test media
@@ -16,7 +16,8 @@
 #   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool
 #                             (the config in /etc/blazepose-edge is kept)
 #
-# Safe to re-run: it only installs what changed and re-checks the model files.
+# Safe to re-run: it only installs what changed and re-checks the model files. The models go to
+# $BLAZEPOSE_EDGE_MODELS, else ~/.local/share/blazepose-edge/models (the service's: /var/lib/...).
 # On Raspberry Pi OS (apt python3-picamera2 present) the venv sees the system packages and pip is
 # constrained to the system numpy, so picamera2 keeps working (see README, "Raspberry Pi OS").
 set -euo pipefail
@@ -48,6 +49,21 @@ for arg in "$@"; do
 done
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+
+if [ "$INT8" = 1 ] && [ -z "$FOOTAGE" ]; then
+  # the same lookup as edge/service/media.py, checked here before anything is installed
+  media=${BLAZEPOSE_EDGE_MEDIA:-$(cd .. && pwd)/shared/media}
+  if [ ! -d "$media/images" ] && [ ! -d "$media/video" ]; then
+    echo "install.sh --int8: the int8 estimator is calibrated on the project's test media, which" >&2
+    echo "  are not here ($media; set BLAZEPOSE_EDGE_MEDIA). Calibrate on your own camera's view" >&2
+    echo "  instead: ./install.sh --int8-footage=PATH (a video or a folder; a minute is enough)." >&2
+    exit 2
+  fi
+fi
+if [ -n "$FOOTAGE" ] && [ ! -e "$FOOTAGE" ]; then
+  echo "install.sh --int8-footage: $FOOTAGE does not exist" >&2
+  exit 2
+fi
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 SVC_USER=blazepose-edge
@@ -115,8 +131,9 @@ EXTRA=""
 stamp=".venv/.installed-$( (cat pyproject.toml "$CONSTRAINTS"; echo "$EXTRA") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing blazepose-edge$EXTRA and its dependencies"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c "$CONSTRAINTS" -e ".$EXTRA"
+  # PYTHONWARNINGS: setuptools' editable-install warning box is for package authors, not users
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --upgrade pip
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet -c "$CONSTRAINTS" -e ".$EXTRA"
   rm -f .venv/.installed-*
   touch "$stamp"
 else
@@ -134,8 +151,8 @@ if [ "$INT8" = 1 ]; then
   if [ ! -f "$qstamp" ]; then
     say "creating the quantizer venv in $QVENV (ai-edge-quantizer; once)"
     "$PY" -m venv "$QVENV"
-    "$QVENV/bin/pip" install -q --upgrade pip
-    "$QVENV/bin/pip" install -q ai-edge-quantizer==0.10.0 ai-edge-litert==2.3.0
+    PYTHONWARNINGS=ignore "$QVENV/bin/pip" install -q --upgrade pip
+    PYTHONWARNINGS=ignore "$QVENV/bin/pip" install -q ai-edge-quantizer==0.10.0 ai-edge-litert==2.3.0
     touch "$qstamp"
   fi
   say "building the int8 estimator (cached once it passes its accuracy gate)"
@@ -158,8 +175,10 @@ fi
 # --- check that an interpreter really loads them ------------------------------------------------------
 .venv/bin/python - <<'PY'
 from edge import PoseEstimator
-est = PoseEstimator()
-print(f"==> models load: {est.backend}, {est.num_threads} threads")
+from edge.service.logs import native_stderr_to_log
+
+with native_stderr_to_log(), PoseEstimator() as est:
+    print(f"==> models load: {est.backend}, {est.variant}, {est.num_threads} threads")
 PY
 
 # --- a broker to publish to ----------------------------------------------------------------------
@@ -200,7 +219,10 @@ if [ "$SERVICE" = 1 ]; then
     if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       svc_py=/usr/bin/python3
     fi
-    (cd "$SVC_HOME" && PYTHON=$svc_py ./install.sh --no-broker)
+    # the service's models live in its StateDirectory (edge.pose.models.models_dir)
+    (cd "$SVC_HOME" && PYTHON=$svc_py BLAZEPOSE_EDGE_MODELS=/var/lib/blazepose-edge/models \
+      ./install.sh --no-broker)
+    chmod -R a+rX /var/lib/blazepose-edge/models
   fi
   id "$SVC_USER" >/dev/null 2>&1 || useradd --system --home-dir "$SVC_HOME" --no-create-home --shell /usr/sbin/nologin --user-group "$SVC_USER"
   getent group video >/dev/null && usermod -aG video "$SVC_USER"
@@ -224,9 +246,10 @@ fi
 cat <<EOT
 
 Done. Try it:
-  .venv/bin/blazepose-edge infer --annotate out/ ../shared/media/images   # or any image/video path
-  .venv/bin/blazepose-edge infer --json path/to/video.mp4
-  .venv/bin/blazepose-edge run --source path/to/video.mp4 --loop   # poses to MQTT on localhost
+  .venv/bin/blazepose-edge run --source demo --max-frames 200   # a shipped clip -> MQTT on localhost
+  .venv/bin/blazepose-edge infer --annotate out/ photo.jpg video.mp4   # skeletons drawn into out/
+  .venv/bin/blazepose-edge bench                                # how fast this board is
+  .venv/bin/blazepose-edge run --help                           # cameras, streams, MQTT options
 EOT
 [ "$DEV" = 1 ] && echo "  .venv/bin/python -m pytest      # the tests"
 exit 0

@@ -1,4 +1,4 @@
-"""Int8 variant of the BlazePose landmark model (issue 4), reproducibly, with an accuracy gate.
+"""Int8 variant of the BlazePose landmark model, built reproducibly, with an accuracy gate.
 
     .venv/bin/python models/quantize.py --out models/pose_landmark_full_int8.tflite \
         [--recipe a8w8-heads] [--per-video 80] [--crops-cache crops.npy] [--tolerance 0.03] [--bench 200] \
@@ -859,6 +859,8 @@ def _main(argv=None) -> int:
             return 0
         except models.ModelError as exc:
             print(f"building: {exc}")
+    if args.evaluate and not args.evaluate.is_file():  # say so before looking for media
+        raise BuildError(f"could not load {args.evaluate}: no such file")
     from edge.service.media import media_dir
 
     media, held = media_dir(), None
@@ -870,7 +872,8 @@ def _main(argv=None) -> int:
             np.save(args.crops_cache, crops)
     elif not (media / "images").is_dir():
         raise BuildError(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA, or "
-                         "calibrate on your own videos with --footage PATH)")  # fmt: skip
+                         "calibrate on your own videos: --footage PATH here, "
+                         "./install.sh --int8-footage=PATH)")  # fmt: skip
 
     if args.evaluate:
         candidate = args.evaluate

@@ -4,7 +4,8 @@ import shutil
 import cv2
 import pytest
 
-from edge.service.cli import main
+from edge.service.cli import build_parser, main
+from edge.service.media import demo_clip
 
 
 def test_infer_json_for_images(media, models_ready, capsys):
@@ -19,9 +20,9 @@ def test_infer_json_for_images(media, models_ready, capsys):
     assert lines[1]["poses"] == []
 
 
-def test_infer_video_lines_per_frame_and_annotate(media, models_ready, tmp_path, capsys):
-    # a short clip cut from a real video keeps the test quick
-    src = cv2.VideoCapture(str(media / "video" / "synthetic_arms_up_tfjs.mp4"))
+def test_infer_video_lines_per_frame_and_annotate(models_ready, tmp_path, capsys):
+    # a short clip cut from the shipped demo keeps the test quick
+    src = cv2.VideoCapture(str(demo_clip()))
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (576, 576))
     for _ in range(12):
@@ -71,9 +72,9 @@ def test_models_verify(models_ready, capsys):
     assert capsys.readouterr().out.count("ok ") == 2
 
 
-def test_missing_models_exit_code(tmp_path, monkeypatch, media, capsys):
+def test_missing_models_exit_code(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BLAZEPOSE_EDGE_MODELS", str(tmp_path))
-    assert main(["infer", str(media / "images" / "yoga.jpg")]) == 3
+    assert main(["infer"]) == 3
     assert "models fetch" in capsys.readouterr().err
 
 
@@ -82,3 +83,46 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "infer" in out and "models" in out
+
+
+def _subcommands(parser):
+    """(name, parser) for every subcommand, nested ones included (``models fetch``)."""
+    for action in parser._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            yield name, sub
+            if sub._subparsers is not None:
+                yield from ((f"{name} {n}", s) for n, s in _subcommands(sub))
+
+
+@pytest.mark.parametrize("name", [n for n, _ in _subcommands(build_parser())])
+def test_every_command_help_has_a_description_and_an_example(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*name.split(), "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: blazepose-edge {name} ")  # its own help, not its parent's
+    description = out.split("\n\n")[1]
+    assert len(description) > 40 and not description.startswith(("positional", "options"))
+    assert f"examples:\n  blazepose-edge {name.split()[0]}" in out or "examples:\n  " in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["infer", "--threads", "-1"],
+        ["bench", "--frames", "0"],
+        ["bench", "--source", "/nonexistent.mp4"],
+        ["run", "--variant", "fastest"],
+        ["models", "download"],
+        ["models"],
+        ["frobnicate"],
+        [],
+    ],
+)
+def test_a_bad_command_line_exits_2(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as done:
+        code = done.code
+    assert code == 2
+    assert capsys.readouterr().err  # and says why

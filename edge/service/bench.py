@@ -25,6 +25,7 @@ import numpy as np
 from .. import __version__
 from ..pose import PoseEstimator, models
 from ..pose.board import board_model, cpu_isa, cpu_model, soc_temperature, throttled_flags
+from .logs import native_stderr_to_log
 from .sinks import pose_json
 from .sources import FrameGrabber
 from .sources.opencv import VideoCaptureSource
@@ -105,7 +106,8 @@ def run(
     video = _TimedVideo(source)
     video.open()
     grabber = FrameGrabber(video)  # decoding runs in its own thread, as in the daemon
-    est = PoseEstimator(variant=variant, num_threads=threads, tracking=True)
+    with native_stderr_to_log():
+        est = PoseEstimator(variant=variant, num_threads=threads, tracking=True)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     temps = [t for t in [soc_temperature()] if t is not None]
     throttled = [f for f in [throttled_flags()] if f is not None]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import cv2
 
 from .. import __version__
 from ..pose import ModelError
+from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip
 
 VARIANT_CHOICES = ("auto", "float", "int8")
@@ -20,6 +21,7 @@ VARIANT_HELP = (
     "model variant: auto (the fastest verified variant on this board, measured once and cached), "
     "float, or int8 (the int8 estimator built by models/quantize.py)"
 )
+LOG_LEVELS = ("debug", "info", "warning", "error")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -67,9 +69,10 @@ class Infer:
         from ..pose import PoseEstimator
 
         if tracking not in self._estimators:
-            self._estimators[tracking] = PoseEstimator(
-                variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
-            )
+            with native_stderr_to_log():
+                self._estimators[tracking] = PoseEstimator(
+                    variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
+                )
         return self._estimators[tracking]
 
     def emit(self, record: dict) -> None:
@@ -220,15 +223,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup_logging(level: str) -> None:
-    import logging
-
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):  # journald adds its own timestamps
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
-
-
 def _load_config(args: argparse.Namespace):
     from . import config
 
@@ -260,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_CONFIG
-    _setup_logging(cfg.daemon.log_level)
+    setup_logging(args.log_level or cfg.daemon.log_level)
     exit_codes = (
         (ConfigError, EXIT_CONFIG),  # found while starting: an unreadable password file
         (ModelError, EXIT_MODEL),
@@ -310,7 +304,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--source",
-        help="picam, picam:N, /dev/videoN, N, rtsp://..., a video file or an image folder",
+        help="picam, picam:N, /dev/videoN, N, rtsp://..., a video file, an image folder, or demo "
+        "(a clip that ships with blazepose-edge, looping) (default: source.uri, else the Pi "
+        "camera where picamera2 is installed, else /dev/video0)",
     )
     p.add_argument(
         "--loop", action="store_true", default=None, help="video files: start again at the end"
@@ -351,14 +347,50 @@ def _at_least(minimum: int):
     return parse
 
 
+def _command(sub, name: str, summary: str, description: str, examples: str):
+    """A subcommand whose ``--help`` has a description and examples."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, 79),
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="blazepose-edge", description="BlazePose body landmarks on edge CPUs."
+        prog="blazepose-edge",
+        description=textwrap.fill(
+            "BlazePose body landmarks on edge CPUs: 33 keypoints per frame, on-device, to MQTT, "
+            "stdout or files.",
+            79,
+        ),
+        epilog="examples:\n"
+        "  blazepose-edge run --source demo --max-frames 200   # the shipped clip -> MQTT\n"
+        "  blazepose-edge infer photo.jpg --annotate out/\n"
+        "  blazepose-edge bench\n"
+        "Run 'blazepose-edge COMMAND --help' for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="log detail (default: warning; for run, daemon.log_level); debug also shows the "
+        "native libraries' own lines (TFLite, OpenCV)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    infer = sub.add_parser("infer", help="landmarks for images and videos")
+    infer = _command(
+        sub, "infer", "landmarks for images and videos",
+        "Find the poses in images and videos: a summary line per file, or one JSON line per "
+        "image or frame (--json), and copies with the skeleton drawn (--annotate). Images are "
+        "processed one by one (static mode); videos with tracking and smoothing (video mode).",
+        "  blazepose-edge infer                         # the demo clip that ships with it\n"
+        "  blazepose-edge infer photo.jpg clips/ --json > poses.jsonl\n"
+        "  blazepose-edge infer video.mp4 --annotate out/",
+    )  # fmt: skip
     infer.add_argument(
         "paths",
         nargs="*",
@@ -375,16 +407,41 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
     infer.set_defaults(func=cmd_infer)
 
-    run = sub.add_parser("run", help="the daemon: camera -> poses -> MQTT")
+    run = _command(
+        sub, "run", "the daemon: camera -> poses -> MQTT",
+        "Read frames from a camera, stream or file, find the pose in each and publish one "
+        "message per frame to MQTT (or stdout with --mqtt-host none), with a retained status "
+        "and periodic stats. Settings come from the config file; options override it. Runs "
+        "until stopped (SIGTERM/Ctrl-C) or --max-frames; SIGHUP reloads the config.",
+        "  blazepose-edge run --source demo --max-frames 200      # try it without a camera\n"
+        "  blazepose-edge run --source picam --mqtt-host broker.lan\n"
+        "  blazepose-edge run --source rtsp://cam/stream --device-id porch\n"
+        "  blazepose-edge run --source demo --mqtt-host none | head   # JSON lines on stdout",
+    )  # fmt: skip
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check = _command(
+        sub, "check-config", "validate the configuration and exit",
+        "Load the config file with the options applied, check every key, and say 'configuration "
+        "ok' or what is wrong (exit 2). --print shows the effective configuration as TOML.",
+        "  blazepose-edge check-config --config /etc/blazepose-edge/config.toml\n"
+        "  blazepose-edge check-config --print > config.toml   # a file to start from",
+    )  # fmt: skip
     _add_run_options(check)
     check.add_argument("--print", action="store_true", help="print the effective configuration")
     check.set_defaults(func=cmd_check_config)
 
-    bench = sub.add_parser("bench", help="per-stage latency and FPS on this machine")
+    bench = _command(
+        sub, "bench", "per-stage latency and FPS on this machine",
+        "Measure the pipeline on this board: decoding in its own thread as in the daemon, video "
+        "mode on every frame after a warm-up; per-stage latency (p50/p95/p99), FPS, the share of "
+        "frames that ran the detector, CPU, peak memory, and SoC temperature and throttling on a "
+        "Raspberry Pi.",
+        "  blazepose-edge bench                           # the demo clip, 300 frames\n"
+        "  blazepose-edge bench --source my_camera.mp4 --json report.json --plot latency.png\n"
+        "  blazepose-edge bench --threads 1 --min-fps 30   # exit 1 below 30 FPS",
+    )  # fmt: skip
     bench.add_argument(
         "--source", help="video file (default: the demo clip that ships with blazepose-edge)"
     )
@@ -406,14 +463,36 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
     bench.set_defaults(func=cmd_bench)
 
-    mod = sub.add_parser("models", help="fetch or verify the model files")
-    mod.add_argument("action", choices=("fetch", "verify"))
+    mod = _command(
+        sub, "models", "fetch or verify the model files",
+        "The model files live in $BLAZEPOSE_EDGE_MODELS, else the service's state folder, else "
+        "~/.local/share/blazepose-edge/models. 'fetch' downloads what is missing from PyPI and "
+        "checks every file's SHA-256; 'verify' only checks.",
+        "  blazepose-edge models fetch\n  blazepose-edge models verify",
+    )  # fmt: skip
+    actions = mod.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _command(
+        actions, "fetch", "download what is missing and verify every file",
+        "Download the pinned MediaPipe wheel from PyPI into a temporary folder (only when a "
+        "file is missing or fails its checksum), extract the models, verify their SHA-256 and "
+        "delete the wheel.",
+        "  blazepose-edge models fetch\n"
+        "  BLAZEPOSE_EDGE_MODELS=/srv/models blazepose-edge models fetch",
+    )  # fmt: skip
+    _command(
+        actions, "verify", "check the files on disk (exit 3 if one is missing or broken)",
+        "Check each model file's size and SHA-256 against the manifest, and the int8 variant's "
+        "record where it was built.",
+        "  blazepose-edge models verify",
+    )  # fmt: skip
     mod.set_defaults(func=cmd_models)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":  # run sets up logging once its config says the level
+        setup_logging(args.log_level or "warning")
     try:
         return args.func(args)
     except ModelError as exc:

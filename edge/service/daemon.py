@@ -13,6 +13,7 @@ import time
 
 from ..pose import FrameError, PoseEstimator
 from .config import RELOADABLE, Config, ConfigError, changed_keys
+from .logs import native_stderr_to_log
 from .sdnotify import Watchdog, notify
 from .sinks import make_publisher, pose_binary, pose_json
 from .sources import FrameGrabber, Source, SourceError, open_source
@@ -43,13 +44,16 @@ class Daemon:
         self._reload = threading.Event()
         self.device_id = cfg.device_id
         self._stop = threading.Event()
-        self.estimator = estimator or PoseEstimator(
-            variant=cfg.pipeline.variant,
-            num_threads=cfg.pipeline.threads or None,
-            tracking=True,
-            smoothing=cfg.pipeline.smoothing,
-            min_detection_score=cfg.pipeline.min_detection_score,
-        )
+        if estimator is None:
+            with native_stderr_to_log():
+                estimator = PoseEstimator(
+                    variant=cfg.pipeline.variant,
+                    num_threads=cfg.pipeline.threads or None,
+                    tracking=True,
+                    smoothing=cfg.pipeline.smoothing,
+                    min_detection_score=cfg.pipeline.min_detection_score,
+                )
+        self.estimator = estimator
         self.source = source or open_source(cfg.source)
         self.publisher = make_publisher(cfg)
         self.telemetry = Telemetry()

@@ -1,0 +1,63 @@
+"""Logging for the commands: one format, and the native libraries' chatter kept out of sight.
+
+TFLite prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from C++ straight to
+file descriptor 2 when an interpreter is built, and OpenCV prints ``[ WARN:...] VIDEOIO(V4L2)``
+lines on every failed camera open (the daemon logs its own line per retry). Neither library lets
+Python turn these off, so ``native_stderr_to_log`` catches descriptor 2 while interpreters are
+built and passes what it caught to the log (INFO lines at debug level, anything else as a
+warning), and OpenCV's own log level follows ours. ``daemon.log_level = "debug"`` shows them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+log = logging.getLogger("edge.native")
+
+
+def setup_logging(level: str) -> None:
+    """The commands' log format (journald adds its own timestamps) at ``level``."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+    quiet_opencv(level)
+
+
+def quiet_opencv(level: str) -> None:
+    """OpenCV logs errors only, unless ``level`` is debug."""
+    import cv2
+
+    logger = cv2.utils.logging
+    logger.setLogLevel(logger.LOG_LEVEL_DEBUG if level == "debug" else logger.LOG_LEVEL_ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 meanwhile to the log instead."""
+    if log.isEnabledFor(logging.DEBUG):  # debug: show them as they come
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 (a detached process): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode(errors="replace")
+        for line in filter(None, (line.strip() for line in text.splitlines())):
+            log.log(logging.DEBUG if line.startswith("INFO:") else logging.WARNING, "%s", line)

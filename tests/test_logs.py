@@ -1,0 +1,33 @@
+"""edge/service/logs.py: native chatter goes to the log, not the terminal."""
+
+import logging
+import os
+import subprocess
+import sys
+
+from edge.service.logs import native_stderr_to_log
+
+
+def test_native_lines_are_logged_not_printed(capfd, caplog):
+    caplog.set_level(logging.INFO, logger="edge.native")
+    with native_stderr_to_log():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"something went wrong in C++\n")
+    err = capfd.readouterr().err
+    assert "INFO: Created" not in err
+    assert "something went wrong in C++\n" not in err.replace("edge.native: something", "")
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.WARNING, "something went wrong in C++") in messages
+    assert not any("XNNPACK" in m for _, m in messages)  # INFO lines only at debug level
+
+
+def test_commands_print_no_tflite_info_line(models_ready, tmp_path):
+    """``infer`` on the shipped demo clip: the result line, and nothing from TFLite or setuptools."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.service.cli", "infer"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "arms_up.mp4: 120/120 frames with a pose" in done.stdout
+    assert "INFO: Created TensorFlow Lite" not in done.stderr
+    assert done.stderr == ""
