@@ -31,3 +31,18 @@ def test_commands_print_no_tflite_info_line(models_ready, tmp_path):
     assert "arms_up.mp4: 120/120 frames with a pose" in done.stdout
     assert "INFO: Created TensorFlow Lite" not in done.stderr
     assert done.stderr == ""
+
+
+def test_python_log_lines_meanwhile_are_not_wrapped(tmp_path):
+    """A log line written while native output is caught reaches the terminal as itself."""
+    code = (
+        "import logging\n"
+        "from edge.service.logs import native_stderr_to_log, setup_logging\n"
+        "setup_logging('info')\n"
+        "with native_stderr_to_log():\n"
+        "    logging.getLogger('x').info('hello from python')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert "INFO x: hello from python" in done.stderr
+    assert "edge.native" not in done.stderr

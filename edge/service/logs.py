@@ -39,7 +39,8 @@ def quiet_opencv(level: str) -> None:
 
 @contextlib.contextmanager
 def native_stderr_to_log() -> Iterator[None]:
-    """Send what native code writes to file descriptor 2 meanwhile to the log instead."""
+    """Send what native code writes to file descriptor 2 meanwhile to the log instead. Python's
+    own log lines keep going to the terminal (through a copy of the original descriptor)."""
     if log.isEnabledFor(logging.DEBUG):  # debug: show them as they come
         yield
         return
@@ -49,11 +50,21 @@ def native_stderr_to_log() -> Iterator[None]:
     except (OSError, ValueError):  # no descriptor 2 (a detached process): nothing to hide
         yield
         return
+    terminal = open(saved, "w", buffering=1, closefd=False)  # noqa: SIM115 - closed below
+    handlers = [
+        (h, h.stream) for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr
+    ]  # fmt: skip
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
+        for handler, _ in handlers:
+            handler.setStream(terminal)
         try:
             yield
         finally:
+            for handler, stream in handlers:
+                handler.setStream(stream)
+            terminal.close()
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
