@@ -19,7 +19,7 @@
 # Safe to re-run: it only installs what changed and re-checks the model files. The models go to
 # $BLAZEPOSE_EDGE_MODELS, else ~/.local/share/blazepose-edge/models (the service's: /var/lib/...).
 # On Raspberry Pi OS (apt python3-picamera2 present) the venv sees the system packages and pip is
-# constrained to the system numpy, so picamera2 keeps working (see README, "Raspberry Pi OS").
+# constrained to the system numpy, so picamera2 keeps working (see README.md, "Installing on a Raspberry Pi").
 set -euo pipefail
 CALLER_DIR=$PWD  # relative paths given on the command line are the caller's
 cd "$(dirname "$0")"
@@ -141,6 +141,9 @@ else
 fi
 
 # --- models ---------------------------------------------------------------------------------------
+if [ "$SERVICE" = 1 ] && [ "$(pwd -P)" = "$SVC_HOME" ]; then
+  export BLAZEPOSE_EDGE_MODELS=/var/lib/blazepose-edge/models  # the service's StateDirectory
+fi
 say "fetching and verifying the models"
 .venv/bin/blazepose-edge models fetch
 
@@ -222,11 +225,10 @@ if [ "$SERVICE" = 1 ]; then
     # the service's models live in its StateDirectory (edge.pose.models.models_dir)
     (cd "$SVC_HOME" && PYTHON=$svc_py BLAZEPOSE_EDGE_MODELS=/var/lib/blazepose-edge/models \
       ./install.sh --no-broker)
-    chmod -R a+rX /var/lib/blazepose-edge/models
   fi
   id "$SVC_USER" >/dev/null 2>&1 || useradd --system --home-dir "$SVC_HOME" --no-create-home --shell /usr/sbin/nologin --user-group "$SVC_USER"
   getent group video >/dev/null && usermod -aG video "$SVC_USER"
-  chmod -R a+rX "$SVC_HOME"
+  chmod -R a+rX "$SVC_HOME" /var/lib/blazepose-edge/models
   install -d -m 0755 /etc/blazepose-edge
   if [ ! -f /etc/blazepose-edge/config.toml ]; then
     "$SVC_HOME/.venv/bin/python" -c "from edge.service.config import Config, to_toml; print(to_toml(Config()), end='')" > /etc/blazepose-edge/config.toml

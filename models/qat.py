@@ -1,7 +1,7 @@
 """Quantization-aware distillation of the int8 estimator (``quantize.py --qat-epochs N``; opt-in).
 
 Round-to-nearest int8 weights cost the landmark model about 3 % of torso on their own and int8
-activations another 2 % (QUANTIZE.md). Here the quantized graph is rebuilt in PyTorch exactly as
+activations another 2 % (docs/history.md). Here the quantized graph is rebuilt in PyTorch exactly as
 the quantizer laid it out (the same per-channel weight scales, the same activation scales and zero
 points, the same ops kept in float), the int8 rounding of every weight and every activation is
 simulated (straight-through gradients), and the weights and biases are fine-tuned so that the
@@ -13,7 +13,7 @@ The learned weights are written back into the quantizer's own int8 model: only t
 values and the int32 biases change; scales, zero points and the graph stay the quantizer's. Needs
 torch (CPU build) and ai-edge-litert in the quantizer venv, not in the project venv.
 
-Measured (QUANTIZE.md): it fixes lost people in weaker recipes but does not beat the shipped
+Measured (docs/history.md): it fixes lost people in weaker recipes but does not beat the shipped
 recipe's landmarks, so it is off by default. Its emulation is also a diagnostic: with the float
 model's heatmap window the int8 landmarks were 1.4 % off, which located the 5 % drift in the
 regression branch.

@@ -4,7 +4,7 @@
         [--recipe a8w8-heads] [--per-video 80] [--crops-cache crops.npy] [--tolerance 0.03] [--bench 200] \
         [--quantizer-python /path/to/venv/bin/python]
 
-Steps (see QUANTIZE.md for what was tried and measured):
+Steps (see docs/models.md and docs/history.md for what was tried and measured):
 
 1. Prepare a float graph the quantizer accepts: the shipped model stores fp16 weights behind
    DEQUANTIZE ops (every quantizer recipe is a no-op on them), so each fp16 constant + DEQUANTIZE
@@ -25,7 +25,7 @@ Steps (see QUANTIZE.md for what was tried and measured):
    the float model and against MediaPipe's reference. The model is written only if the mean stays
    within ``--tolerance`` (and every image within ``--worst-tolerance``, and the pose flag agrees
    with float on every photo); otherwise exit 1 and leave the candidate beside ``--out``.
-   The default recipe ``a8w8-stem-reg`` passes (mean 2.7 %, worst 9.3 %): see QUANTIZE.md.
+   The default recipe ``a8w8-stem-reg`` passes (mean 2.7 %, worst 9.3 %): see docs/models.md.
 
 ``--footage PATH...`` replaces the test media in steps 2 and 4 with your own videos and photos
 (a board has no test media): the end of each video and every 5th photo are held out for the gate,
@@ -433,7 +433,7 @@ RECIPES = {
 # Op index ranges of the prepared graph (``prepare_float`` of the pinned model) kept in float by a
 # recipe: the stem (pad, first conv, depthwise, two pointwise at 128x128: the most sensitive part)
 # and the regression branch (8x8 -> 2x2 blocks feeding the landmark/world/flag heads: its drift
-# moves the heatmap refinement window). Both are cheap: see QUANTIZE.md.
+# moves the heatmap refinement window). Both are cheap: see docs/models.md.
 FLOAT_OP_RANGES = {"a8w8-stem-reg": [(1, 5, "CONV_2D"), (76, 113, "DEPTHWISE_CONV_2D")]}
 DEFAULT_RECIPE = "a8w8-stem-reg"
 
@@ -807,7 +807,7 @@ def _main(argv=None) -> int:
     parser.add_argument("--head-bias-correction", action="store_true",
                         help="shift the float heads' biases by the mean int8-vs-float output "
                              "difference (off: it finds the marginal photo and fails the gate; "
-                             "see QUANTIZE.md)")  # fmt: skip
+                             "see docs/models.md)")  # fmt: skip
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when a verified, gated int8 model is already there")  # fmt: skip
     parser.add_argument("--recipe", default=DEFAULT_RECIPE,
