@@ -1,5 +1,6 @@
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +210,14 @@ def test_default_config_file_is_self_documenting():
     text = to_toml(Config())
     assert tomllib.loads(text) == tomllib.loads(to_toml(Config(), comments=False))
     assert "# Broker port.\n" in text
+
+
+def test_reference_doc_is_generated_from_the_model():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    current = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    assert current == config.markdown(), (
+        "docs/configuration.md does not match edge/service/config.py; regenerate it with: "
+        + config.MARKDOWN_COMMAND
+    )
+    for name in config.KEYS:
+        assert f"| `{name}` |" in current
