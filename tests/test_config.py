@@ -1,3 +1,4 @@
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -221,3 +222,15 @@ def test_reference_doc_is_generated_from_the_model():
     )
     for name in config.KEYS:
         assert f"| `{name}` |" in current
+
+
+def test_run_flags_show_the_model_defaults(monkeypatch, capsys):
+    port = config.KEYS["mqtt.port"]
+    monkeypatch.setitem(config.KEYS, "mqtt.port", dataclasses.replace(port, default=1234))
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "mqtt.port, default 1234" in help_text
+    assert 'mqtt.host, default "localhost"' in help_text
+    assert "Broker port. (mqtt.port" in help_text
+    assert "pipeline.threads, default 0" in help_text

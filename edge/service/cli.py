@@ -303,37 +303,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from . import config
+
+    def about(key: str) -> str:
+        """The help of a flag that overrides config ``key``: the key's description and default,
+        as declared in config.py."""
+        default = config.toml_value(config.default(key))
+        return f"{config.KEYS[key].spec.doc} ({key}, default {default})".replace("%", "%%")
+
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="TOML config (default /etc/blazepose-edge/config.toml if present)",
+        help=f"TOML config (default {config.DEFAULT_CONFIG} if present)",
     )
-    p.add_argument(
-        "--source",
-        help="picam, picam:N, /dev/videoN, N, rtsp://..., a video file or an image folder",
-    )
-    p.add_argument(
-        "--loop", action="store_true", default=None, help="video files: start again at the end"
-    )
-    p.add_argument(
-        "--realtime",
-        action="store_true",
-        default=None,
-        help="video files: pace at the file's frame rate",
-    )
-    p.add_argument(
-        "--mqtt-host", help="broker host (default localhost); 'none' prints pose messages on stdout"
-    )
-    p.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
-    p.add_argument("--device-id", help="topic level for this device (default: host name)")
-    p.add_argument("--topic-prefix", help="first topic level (default blazepose)")
-    p.add_argument("--max-frames", type=int, help="stop after N processed frames")
+    p.add_argument("--source", help=about("source.uri"))
+    p.add_argument("--loop", action="store_true", default=None, help=about("source.loop"))
+    p.add_argument("--realtime", action="store_true", default=None, help=about("source.realtime"))
+    p.add_argument("--mqtt-host", help=about("mqtt.host"))
+    p.add_argument("--mqtt-port", type=int, help=about("mqtt.port"))
+    p.add_argument("--device-id", help=about("mqtt.device_id"))
+    p.add_argument("--topic-prefix", help=about("mqtt.topic_prefix"))
+    p.add_argument("--max-frames", type=int, help=about("daemon.max_frames"))
     p.add_argument(
         "--variant",
-        choices=VARIANT_CHOICES,
-        help=VARIANT_HELP + " (default: pipeline.variant, auto)",
+        choices=config.KEYS["pipeline.variant"].spec.choices,
+        help=about("pipeline.variant"),
     )
-    p.add_argument("--threads", type=int, help="interpreter threads (default: CPUs, at most 4)")
+    p.add_argument("--threads", type=int, help=about("pipeline.threads"))
 
 
 def _at_least(minimum: int):
