@@ -1,3 +1,8 @@
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from edge.service import config
@@ -119,3 +124,113 @@ def test_check_config_command(tmp_path, capsys):
     assert "mqtt.port" in capsys.readouterr().err
     assert main(["check-config", "--config", str(good), "--print"]) == 0
     assert "port = 1884" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[mqtt]\nkeepalive = 2\n", "mqtt.keepalive must be 5..3600 s, got 2"),
+        ("[pipeline]\nmin_detection_score = 1.0\n", "pipeline.min_detection_score must be > 0"),
+        ("[pipeline]\nthreads = 65\n", "pipeline.threads must be 0..64, got 65"),
+        ("[spool]\nmax_age_s = 0.5\n", "spool.max_age_s must be >= 1 s, got 0.5"),
+        ('[spool]\nmode = "maybe"\n', "spool.mode must be auto, on or off, got 'maybe'"),
+        ('[daemon]\nlog_level = "trace"\n', "daemon.log_level must be debug, info, warning or"),
+        ("[daemon]\nmax_frames = -1\n", "daemon.max_frames must be >= 0, got -1"),
+        ('[mqtt]\nhost = " "\n', "mqtt.host must not be empty (use 'none' for stdout)"),
+        ('[mqtt]\ntopic_prefix = "//"\n', "mqtt.topic_prefix must not be empty"),
+        ('[mqtt]\ntopic_prefix = "a/+"\n', "mqtt.topic_prefix must not contain"),
+        ("[spool]\nmax_mb = true\n", "spool.max_mb must be a number, got True"),
+        ('[mqtt]\npassword_file = "c.toml"\n', "mqtt.username must be set when"),
+        ('[mqtt.tls]\ncert_file = "c.toml"\n', "mqtt.tls.key_file and mqtt.tls.cert_file go"),
+        ("[mqtt.tls]\nfoo = 1\n", "unknown key mqtt.tls.foo (known in this section: ca_file,"),
+    ],
+)
+def test_declared_constraints_name_the_key(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)  # "c.toml" above is the file itself: one that exists
+    with pytest.raises(ConfigError, match="^config: " + re.escape(message)):
+        load(write(tmp_path, text))
+
+
+def test_validate_checks_types_of_a_config_built_in_code():
+    cfg = Config()
+    cfg.mqtt.port = "1883"
+    with pytest.raises(ConfigError, match="mqtt.port must be an integer"):
+        config.validate(cfg)
+
+
+def test_every_key_is_declared_once_with_a_description():
+    assert len(config.KEYS) == 39
+    for key in config.KEYS.values():
+        assert key.spec.doc.strip(), key.name
+        assert key.type in (bool, int, float, str), key.name
+    assert config.default("mqtt.port") == Config().mqtt.port == 1883
+
+
+def test_reloadable_keys_come_from_the_declarations():
+    assert {
+        "daemon.log_level",
+        "mqtt.stats_interval",
+        "pipeline.min_detection_score",
+        "pipeline.smoothing",
+    } == config.RELOADABLE
+
+
+def test_changed_keys():
+    new = Config()
+    new.mqtt.tls.insecure = True
+    new.daemon.log_level = "debug"
+    assert config.changed_keys(Config(), new) == {"mqtt.tls.insecure", "daemon.log_level"}
+
+
+def test_printed_config_is_commented_toml_that_round_trips(tmp_path, capsys):
+    good = write(tmp_path, '[mqtt]\nport = 1884\nencoding = "binary"\n[mqtt.tls]\nenabled = true\n')
+    assert main(["check-config", "--config", str(good), "--threads", "2", "--print"]) == 0
+    out = capsys.readouterr().out
+    again = tmp_path / "again.toml"
+    again.write_text(out, encoding="utf-8")
+    cfg = load(again)
+    assert cfg == load(good, {"pipeline.threads": 2})
+    assert (cfg.mqtt.port, cfg.mqtt.encoding, cfg.mqtt.tls.enabled) == (1884, "binary", True)
+    assert tomllib.loads(out)["pipeline"]["threads"] == 2
+    lines = out.splitlines()
+    for name, key in config.KEYS.items():
+        leaf = name.rsplit(".", 1)[1]
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{leaf} = "))
+        start = at
+        while lines[start - 1].startswith("# "):
+            start -= 1
+        above = " ".join(line[2:] for line in lines[start:at])
+        assert above.startswith(" ".join(key.spec.doc.split())), name
+        assert f"default: {config.toml_value(key.default)}" in above, name
+    assert "# integer; allowed: 1..65535; default: 1883\nport = 1884\n" in out
+    assert "# [mqtt.tls] " in out
+    assert "applied on SIGHUP\nlog_level = " in out
+
+
+def test_default_config_file_is_self_documenting():
+    text = to_toml(Config())
+    assert tomllib.loads(text) == tomllib.loads(to_toml(Config(), comments=False))
+    assert "# Broker port.\n" in text
+
+
+def test_reference_doc_is_generated_from_the_model():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    current = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    assert current == config.markdown(), (
+        "docs/configuration.md does not match edge/service/config.py; regenerate it with: "
+        + config.MARKDOWN_COMMAND
+    )
+    for name in config.KEYS:
+        assert f"| `{name}` |" in current
+
+
+def test_run_flags_show_the_model_defaults(monkeypatch, capsys):
+    port = config.KEYS["mqtt.port"]
+    monkeypatch.setitem(config.KEYS, "mqtt.port", dataclasses.replace(port, default=1234))
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "mqtt.port, default 1234" in help_text
+    assert 'mqtt.host, default "localhost"' in help_text
+    assert "Broker port. (mqtt.port" in help_text
+    assert "pipeline.threads, default 0" in help_text

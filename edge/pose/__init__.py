@@ -1,7 +1,7 @@
 """The pose library: arrays in, poses out. No threads, no I/O beyond the model files.
 
 Public API: ``PoseEstimator`` (its options, properties and methods), ``Pose``, ``FrameError``,
-``ModelError``; ``models`` (where the model files live, ``fetch``, ``verify``) and ``board`` (what
+``ModelError``, ``VARIANT_CHOICES``; ``models`` (where the model files live, ``fetch``, ``verify``) and ``board`` (what
 this board is). Everything else here is internal to the library.
 """
 
@@ -9,5 +9,15 @@ from . import board, models
 from .draw import draw_poses
 from .models import ModelError
 from .pipeline import FrameError, Pose, PoseEstimator
+from .variants import CHOICES as VARIANT_CHOICES
 
-__all__ = ["FrameError", "ModelError", "Pose", "PoseEstimator", "board", "draw_poses", "models"]
+__all__ = [
+    "FrameError",
+    "ModelError",
+    "Pose",
+    "PoseEstimator",
+    "VARIANT_CHOICES",
+    "board",
+    "draw_poses",
+    "models",
+]

@@ -12,11 +12,10 @@ from pathlib import Path
 import cv2
 
 from .. import __version__
-from ..pose import ModelError
+from ..pose import VARIANT_CHOICES, ModelError
 from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip
 
-VARIANT_CHOICES = ("auto", "float", "int8")
 VARIANT_HELP = (
     "model variant: auto (the fastest verified variant on this board, measured once and cached), "
     "float, or int8 (the int8 estimator built by models/quantize.py)"
@@ -297,39 +296,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from . import config
+
+    def about(key: str) -> str:
+        """The help of a flag that overrides config ``key``: the key's description and default,
+        as declared in config.py."""
+        default = config.toml_value(config.default(key))
+        return f"{config.KEYS[key].spec.doc} ({key}, default {default})".replace("%", "%%")
+
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="TOML config (default /etc/blazepose-edge/config.toml if present)",
+        help=f"TOML config (default {config.DEFAULT_CONFIG} if present)",
     )
-    p.add_argument(
-        "--source",
-        help="picam, picam:N, /dev/videoN, N, rtsp://..., a video file, an image folder, or demo "
-        "(a clip that ships with blazepose-edge, looping) (default: source.uri, else the Pi "
-        "camera where picamera2 is installed, else /dev/video0)",
-    )
-    p.add_argument(
-        "--loop", action="store_true", default=None, help="video files: start again at the end"
-    )
-    p.add_argument(
-        "--realtime",
-        action="store_true",
-        default=None,
-        help="video files: pace at the file's frame rate",
-    )
-    p.add_argument(
-        "--mqtt-host", help="broker host (default localhost); 'none' prints pose messages on stdout"
-    )
-    p.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
-    p.add_argument("--device-id", help="topic level for this device (default: host name)")
-    p.add_argument("--topic-prefix", help="first topic level (default blazepose)")
-    p.add_argument("--max-frames", type=int, help="stop after N processed frames")
+    p.add_argument("--source", help=about("source.uri"))
+    p.add_argument("--loop", action="store_true", default=None, help=about("source.loop"))
+    p.add_argument("--realtime", action="store_true", default=None, help=about("source.realtime"))
+    p.add_argument("--mqtt-host", help=about("mqtt.host"))
+    p.add_argument("--mqtt-port", type=int, help=about("mqtt.port"))
+    p.add_argument("--device-id", help=about("mqtt.device_id"))
+    p.add_argument("--topic-prefix", help=about("mqtt.topic_prefix"))
+    p.add_argument("--max-frames", type=int, help=about("daemon.max_frames"))
     p.add_argument(
         "--variant",
-        choices=VARIANT_CHOICES,
-        help=VARIANT_HELP + " (default: pipeline.variant, auto)",
+        choices=config.KEYS["pipeline.variant"].spec.choices,
+        help=about("pipeline.variant"),
     )
-    p.add_argument("--threads", type=int, help="interpreter threads (default: CPUs, at most 4)")
+    p.add_argument("--threads", type=int, help=about("pipeline.threads"))
 
 
 def _at_least(minimum: int):
@@ -345,6 +338,16 @@ def _at_least(minimum: int):
         return value
 
     return parse
+
+
+def _add_estimator_options(p: argparse.ArgumentParser) -> None:
+    """How ``infer`` and ``bench`` build their estimator (``run`` takes these from its config)."""
+    p.add_argument(
+        "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
+    )
+    p.add_argument(
+        "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
+    )
 
 
 def _command(sub, name: str, summary: str, description: str, examples: str):
@@ -397,12 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="images, videos or folders (default: the demo clip that ships with blazepose-edge)",
     )
-    infer.add_argument(
-        "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
-    )
-    infer.add_argument(
-        "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
-    )
+    _add_estimator_options(infer)
     infer.add_argument("--json", action="store_true", help="print one JSON line per image/frame")
     infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
     infer.set_defaults(func=cmd_infer)
@@ -445,12 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--source", help="video file (default: the demo clip that ships with blazepose-edge)"
     )
-    bench.add_argument(
-        "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
-    )
-    bench.add_argument(
-        "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
-    )
+    _add_estimator_options(bench)
     bench.add_argument(
         "--frames", type=_at_least(1), default=300, help="frames to measure (default 300)"
     )

@@ -1,5 +1,12 @@
 """Daemon configuration: typed dataclasses, loaded from TOML, overridden by flags, validated once.
 
+Every key is declared once, below, with ``setting()``: its default, its constraint (a range,
+a list of choices or a custom check), a description and whether SIGHUP applies it. Validation,
+the commented TOML that ``check-config --print`` and ``install.sh`` write, and
+docs/configuration.md (``python -m edge.service.config --markdown``) are all generated from those
+declarations. Plain dataclasses and their field metadata rather than pydantic: nothing to install
+or import on a Raspberry Pi for a few dozen keys.
+
 Every problem is reported with the dotted name of the key (``mqtt.port``), so a user editing
 ``/etc/blazepose-edge/config.toml`` knows what to fix. Secrets are never part of the config: the
 MQTT password is read from a file or an environment variable named here, at connect time.
@@ -11,93 +18,374 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import socket
 import stat
+import sys
+import textwrap
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from ..pose import VARIANT_CHOICES
+
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
 DEFAULT_PASSWORD_ENV = "BLAZEPOSE_EDGE_MQTT_PASSWORD"
+MARKDOWN_COMMAND = "python -m edge.service.config --markdown > docs/configuration.md"
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
 
 
+# --- how a key is declared -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """A constraint that is not a range or a list of choices. ``allowed`` says what is accepted
+    (shown in the reference and the TOML comments); ``problem(value)`` says what is wrong with a
+    value, as the rest of the sentence after the key ("must not be empty"), or None if it is fine."""
+
+    allowed: str
+    problem: Callable[[Any], str | None]
+
+
+def not_blank(hint: str = "") -> Check:
+    """Not empty or only spaces."""
+    return Check("not empty", lambda v: None if v.strip() else f"must not be empty{hint}")
+
+
+def without(chars: str, what: str) -> Check:
+    """None of ``chars`` (``what`` names them in the error)."""
+    shown = " or ".join(", ".join(f"`{c}`" for c in chars).rsplit(", ", 1))
+
+    def problem(value: str) -> str | None:
+        bad = [c for c in chars if c in value]
+        return f"must not contain {what} {bad}, got {value!r}" if bad else None
+
+    return Check(f"no {shown}", problem)
+
+
+def existing_file() -> Check:
+    """Empty (not used) or the path of a file that exists."""
+    return Check(
+        "empty, or an existing file",
+        lambda v: None if not v or Path(v).is_file() else f"{v} does not exist",
+    )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What ``setting()`` records in a field's metadata."""
+
+    doc: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple = ()
+    checks: tuple[Check, ...] = ()
+    unit: str = ""
+    reload: bool = False
+
+    def allowed(self, literal: bool = False) -> str:
+        """The constraint in words ("1..65535", "auto, float or int8"); "" if there is none.
+        ``literal``: choices written as TOML values ("auto" quoted)."""
+        parts = []
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        limits = [f"{op} {n}" for op, n in bounds if n is not None]
+        if limits == [f">= {self.ge}", f"<= {self.le}"]:
+            parts.append(f"{self.ge}..{self.le}")
+        elif limits:
+            parts.append(" and ".join(limits))
+        if parts and self.unit:
+            parts[-1] += f" {self.unit}"
+        if self.choices:
+            shown = [toml_value(c) if literal else str(c) for c in self.choices]
+            parts.append(" or ".join(", ".join(shown).rsplit(", ", 1)))
+        parts += [c.allowed for c in self.checks]
+        return "; ".join(parts)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` ("must be 1..65535, got 70000"), or None."""
+        if self.choices and value not in self.choices:
+            return f"must be {self.allowed()}, got {value!r}"
+        ok = (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )  # written as "all hold", so NaN (every comparison False) is refused
+        if not ok:
+            limits = dataclasses.replace(self, choices=(), checks=())
+            return f"must be {limits.allowed()}, got {value!r}"
+        for check in self.checks:
+            problem = check.problem(value)
+            if problem:
+                return problem
+        return None
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple = (),
+    check: Check | tuple[Check, ...] = (),
+    unit: str = "",
+    reload: bool = False,
+) -> Any:
+    """A configuration key: its ``default``, a description (``doc``), its constraint (bounds
+    ``ge``/``gt`` and ``le``/``lt``, ``choices``, custom checks in ``check``), the ``unit`` of
+    its value, and whether SIGHUP applies it while running (``reload``)."""
+    checks = check if isinstance(check, tuple) else (check,)
+    spec = Setting(doc, ge, gt, le, lt, tuple(choices), checks, unit, reload)
+    return field(default=default, metadata={"setting": spec})
+
+
+def section(cls: type) -> Any:
+    """A sub-table; its description is the class's docstring."""
+    return field(default_factory=cls)
+
+
+# --- the keys ------------------------------------------------------------------------------------
+
+
 @dataclass
 class SourceConfig:
-    uri: str = ""  # "" = Pi camera if present, else /dev/video0
-    width: int = 640
-    height: int = 480
-    fps: float = 30.0
-    loop: bool = False  # video files: start again at the end
-    realtime: bool = False  # video files: pace at the file's own frame rate
+    """Where frames come from."""
+
+    uri: str = setting(
+        "",
+        "What to read: picam or picam:N (a Raspberry Pi camera), /dev/videoN or N (a V4L2 camera), "
+        "an rtsp://, rtsps://, http(s)://, rtmp://, udp:// or tcp:// stream, a video file, a folder "
+        "of images, or demo (the clip that ships with blazepose-edge, looping). "
+        "Empty: the Pi camera if there is one, else /dev/video0.",
+    )
+    width: int = setting(
+        640, "Frame width asked of a camera (Pi camera, /dev/video devices).", ge=16, le=8192
+    )
+    height: int = setting(
+        480, "Frame height asked of a camera (Pi camera, /dev/video devices).", ge=16, le=8192
+    )
+    fps: float = setting(
+        30.0, "Frame rate asked of a camera (Pi camera, /dev/video devices).", gt=0, le=1000
+    )
+    loop: bool = setting(False, "Video files and image folders: start again at the end.")
+    realtime: bool = setting(
+        False,
+        "Video files: read at the file's own frame rate, like a camera, instead of as fast as "
+        "the pipeline goes.",
+    )
 
 
 @dataclass
 class PipelineConfig:
-    variant: str = "auto"  # "auto" = the fastest verified variant on this board; "float"; "int8"
-    threads: int = 0  # 0 = the CPUs this process may use, at most 4
-    min_detection_score: float = 0.5
-    smoothing: bool = True
+    """How poses are computed."""
+
+    variant: str = setting(
+        "auto",
+        "Model variant: auto = the fastest verified variant on this board (measured once, "
+        "cached); float; int8 = the int8 estimator built by models/quantize.py "
+        "(install.sh --int8).",
+        choices=VARIANT_CHOICES,
+    )
+    threads: int = setting(
+        0, "Interpreter threads; 0 = the CPUs this process may use, at most 4.", ge=0, le=64
+    )
+    min_detection_score: float = setting(
+        0.5,
+        "Person detections scoring below this are ignored: lower finds more people, and more "
+        "false ones.",
+        gt=0,
+        lt=1,
+        reload=True,
+    )
+    smoothing: bool = setting(
+        True,
+        "Smooth landmarks over time (MediaPipe's filters); false gives each frame's raw landmarks.",
+        reload=True,
+    )
 
 
 @dataclass
 class TlsConfig:
-    enabled: bool = False
-    ca_file: str = ""  # "" = the system's CA store
-    cert_file: str = ""
-    key_file: str = ""
-    insecure: bool = False  # skip the host name check (self-signed test brokers only)
+    """TLS to the broker, and client certificates."""
+
+    enabled: bool = setting(False, "Connect to the broker with TLS (usually on port 8883).")
+    ca_file: str = setting(
+        "",
+        "CA certificates (PEM) the broker's certificate is checked against; empty = the system's "
+        "CA store.",
+        check=existing_file(),
+    )
+    cert_file: str = setting(
+        "",
+        "Client certificate (PEM) for brokers that authenticate clients by certificate; needs "
+        "key_file.",
+        check=existing_file(),
+    )
+    key_file: str = setting(
+        "", "Private key (PEM) of cert_file; needs cert_file.", check=existing_file()
+    )
+    insecure: bool = setting(
+        False,
+        "Skip the check that the broker's certificate names its host (self-signed test brokers "
+        "only).",
+    )
 
 
 @dataclass
 class MqttConfig:
-    host: str = "localhost"  # "none" = print the messages on stdout instead
-    port: int = 1883
-    device_id: str = ""  # "" = this machine's host name
-    topic_prefix: str = "blazepose"
-    client_id: str = ""  # "" = blazepose-edge-<device_id>
-    username: str = ""
-    password_file: str = ""
-    password_env: str = DEFAULT_PASSWORD_ENV
-    keepalive: int = 30
-    qos_pose: int = 0
-    qos_status: int = 1
-    qos_stats: int = 0
-    queue_limit: int = 1000  # QoS >= 1 messages held while the broker is away
-    encoding: str = "json"  # "json" or "binary" (see README, "Binary pose messages")
-    stats_interval: float = 5.0
-    connect_timeout: float = 10.0
-    reconnect_max_delay: float = 10.0  # seconds; the delay doubles from 1 s up to this
-    tls: TlsConfig = field(default_factory=TlsConfig)
+    """The MQTT broker and what is published to it: topics <topic_prefix>/<device_id>/pose,
+    .../status and .../stats."""
+
+    host: str = setting(
+        "localhost",
+        "Broker host name or address; none = print the messages on stdout instead.",
+        check=not_blank(" (use 'none' for stdout)"),
+    )
+    port: int = setting(1883, "Broker port.", ge=1, le=65535)
+    device_id: str = setting(
+        "",
+        "This device's topic level; empty = this machine's host name.",
+        check=without("+#/", "MQTT wildcards or separators"),
+    )
+    topic_prefix: str = setting(
+        "blazepose",
+        "First topic level(s), before the device id.",
+        check=(
+            without("+#", "MQTT wildcards or separators"),
+            Check("not empty nor only /", lambda v: None if v.strip("/") else "must not be empty"),
+        ),
+    )
+    client_id: str = setting(
+        "", "MQTT client id, unique per broker; empty = blazepose-edge-<device_id>."
+    )
+    username: str = setting("", "User name for the broker; empty = none.")
+    password_file: str = setting(
+        "",
+        "File whose first line is the broker password (chmod 600 it; needs username). Empty: "
+        "systemd's credential $CREDENTIALS_DIRECTORY/mqtt_password, else the variable named by "
+        "password_env.",
+        check=existing_file(),
+    )
+    password_env: str = setting(
+        DEFAULT_PASSWORD_ENV,
+        "Environment variable holding the password when neither password file is there.",
+    )
+    keepalive: int = setting(
+        30, "Seconds between keep-alive pings to the broker.", ge=5, le=3600, unit="s"
+    )
+    qos_pose: int = setting(
+        0,
+        "QoS of the pose messages (one per frame); 1 or 2 also turns the spool on "
+        '(spool.mode = "auto").',
+        choices=(0, 1, 2),
+    )
+    qos_status: int = setting(
+        1,
+        "QoS of the retained status messages (online, degraded: ..., offline).",
+        choices=(0, 1, 2),
+    )
+    qos_stats: int = setting(0, "QoS of the stats messages.", choices=(0, 1, 2))
+    queue_limit: int = setting(
+        1000,
+        "Without the spool: QoS 1 and 2 messages held in memory while the broker is away; past "
+        "this, new ones are dropped and counted.",
+        ge=1,
+        le=1_000_000,
+    )
+    encoding: str = setting(
+        "json",
+        'Pose message format: json, or binary (about half the size; see the README, "Binary pose '
+        'messages").',
+        choices=("json", "binary"),
+    )
+    stats_interval: float = setting(
+        5.0, "Seconds between stats messages.", ge=0.5, le=3600, unit="s", reload=True
+    )
+    connect_timeout: float = setting(
+        10.0,
+        "Seconds to wait at start for the broker's first answer; an unreachable broker is then "
+        "retried in the background.",
+        gt=0,
+        le=300,
+        unit="s",
+    )
+    reconnect_max_delay: float = setting(
+        10.0,
+        "Longest wait between reconnection attempts; the wait doubles from 1 s up to this.",
+        ge=1,
+        le=3600,
+        unit="s",
+    )
+    tls: TlsConfig = section(TlsConfig)
 
 
 @dataclass
 class SpoolConfig:
-    mode: str = "auto"  # "auto" = on when mqtt.qos_pose >= 1; "on"; "off"
-    dir: str = ""  # "" = $STATE_DIRECTORY/spool, else ~/.local/state/blazepose-edge/spool
-    max_mb: float = 256.0
-    max_age_s: float = 86400.0
-    fsync_interval: float = 1.0  # seconds between fsyncs of the spool (0 = every message)
+    """The on-disk spool: pose messages kept on disk until the broker acknowledges them, across
+    broker outages and restarts of the daemon."""
+
+    mode: str = setting(
+        "auto",
+        "Whether pose messages go through the spool: auto = when mqtt.qos_pose >= 1; on; off.",
+        choices=("auto", "on", "off"),
+    )
+    dir: str = setting(
+        "",
+        "Spool folder (a sub-folder per device id is made in it); empty = $STATE_DIRECTORY/spool "
+        "under systemd, else ~/.local/state/blazepose-edge/spool.",
+    )
+    max_mb: float = setting(
+        256.0,
+        "Size limit; past it the oldest messages are dropped (counted).",
+        ge=1,
+        le=1_000_000,
+        unit="MB",
+    )
+    max_age_s: float = setting(
+        86400.0, "Messages older than this are dropped (counted).", ge=1, unit="s"
+    )
+    fsync_interval: float = setting(
+        1.0,
+        "Seconds between fsyncs of the spool; 0 = after every message.",
+        ge=0,
+        le=3600,
+        unit="s",
+    )
 
 
 @dataclass
 class DaemonConfig:
-    max_frames: int = 0  # 0 = run until stopped
-    log_level: str = "info"
+    """The daemon itself."""
+
+    max_frames: int = setting(
+        0, "Stop after this many processed frames; 0 = run until stopped.", ge=0
+    )
+    log_level: str = setting(
+        "info", "Log level.", choices=("debug", "info", "warning", "error"), reload=True
+    )
 
 
 @dataclass
 class Config:
-    source: SourceConfig = field(default_factory=SourceConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
-    spool: SpoolConfig = field(default_factory=SpoolConfig)
-    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    """The whole configuration, one section per TOML table."""
+
+    source: SourceConfig = section(SourceConfig)
+    pipeline: PipelineConfig = section(PipelineConfig)
+    mqtt: MqttConfig = section(MqttConfig)
+    spool: SpoolConfig = section(SpoolConfig)
+    daemon: DaemonConfig = section(DaemonConfig)
 
     @property
     def device_id(self) -> str:
@@ -118,6 +406,82 @@ class Config:
             state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
             base = Path(state) / "blazepose-edge" / "spool"
         return base / self.device_id
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check across keys: ``ok(cfg)`` must hold, else ``config: <key> <text>``."""
+
+    key: str
+    text: str
+    ok: Callable[[Config], bool]
+
+
+# Checks across keys, run after every key's own check.
+RULES = (
+    Rule(
+        "mqtt.username",
+        "must be set when mqtt.password_file is",
+        lambda c: bool(c.mqtt.username) or not c.mqtt.password_file,
+    ),
+    Rule(
+        "mqtt.tls.key_file",
+        "and mqtt.tls.cert_file go together",
+        lambda c: bool(c.mqtt.tls.key_file) == bool(c.mqtt.tls.cert_file),
+    ),
+)
+
+
+# --- walking the model ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key as declared: dotted name, Python type, default and ``Setting``."""
+
+    name: str
+    type: type
+    default: Any
+    spec: Setting
+
+
+def _sections(cls: type = Config, name: str = "") -> Iterator[tuple[str, type, list[Key]]]:
+    """(dotted section name, class, its keys) for every section, depth first, in file order."""
+    hints = get_type_hints(cls)
+    scalars, tables = [], []
+    for f in dataclasses.fields(cls):
+        dotted = f"{name}.{f.name}" if name else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            tables.append((dotted, hints[f.name]))
+        elif "setting" in f.metadata:
+            scalars.append(Key(dotted, hints[f.name], f.default, f.metadata["setting"]))
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: declare it with setting() or section()")
+    yield name, cls, scalars
+    for dotted, table in tables:
+        yield from _sections(table, dotted)
+
+
+KEYS: dict[str, Key] = {key.name: key for _, _, keys in _sections() for key in keys}
+# The keys SIGHUP applies while running (Daemon._apply_reload must apply exactly these).
+RELOADABLE = {name for name, key in KEYS.items() if key.spec.reload}
+
+
+def default(key: str) -> Any:
+    """The default value of a dotted key ("mqtt.port" -> 1883)."""
+    return KEYS[key].default
+
+
+def _owner(cfg: Config, dotted: str) -> tuple[Any, str]:
+    """The section object holding a dotted key, and the key's last part."""
+    *parents, name = dotted.split(".")
+    obj: Any = cfg
+    for part in parents:
+        obj = getattr(obj, part)
+    return obj, name
+
+
+# --- loading and validating ----------------------------------------------------------------------
 
 
 def _check_section(obj: Any, data: dict, prefix: str) -> None:
@@ -158,105 +522,18 @@ def _coerce(name: str, value: Any, expected: type) -> Any:
 
 
 def validate(cfg: Config) -> Config:
-    """Check values (types are checked on load). Raises ConfigError naming the key."""
-
-    def need(ok: bool, key: str, what: str) -> None:
-        if not ok:
-            raise ConfigError(f"config: {key} {what}")
-
-    s, p, m, d = cfg.source, cfg.pipeline, cfg.mqtt, cfg.daemon
-    need(16 <= s.width <= 8192, "source.width", f"must be 16..8192, got {s.width}")
-    need(16 <= s.height <= 8192, "source.height", f"must be 16..8192, got {s.height}")
-    need(0 < s.fps <= 1000, "source.fps", f"must be > 0 and <= 1000, got {s.fps}")
-    need(
-        p.variant in ("auto", "float", "int8"),
-        "pipeline.variant",
-        f"must be auto, float or int8, got {p.variant!r}",
-    )
-    need(0 <= p.threads <= 64, "pipeline.threads", f"must be 0 (auto) .. 64, got {p.threads}")
-    need(
-        0 < p.min_detection_score < 1,
-        "pipeline.min_detection_score",
-        f"must be between 0 and 1, got {p.min_detection_score}",
-    )
-    need(bool(m.host.strip()), "mqtt.host", "must not be empty (use 'none' for stdout)")
-    need(1 <= m.port <= 65535, "mqtt.port", f"must be 1..65535, got {m.port}")
-    for key in ("qos_pose", "qos_status", "qos_stats"):
-        need(
-            getattr(m, key) in (0, 1, 2), f"mqtt.{key}", f"must be 0, 1 or 2, got {getattr(m, key)}"
-        )
-    need(5 <= m.keepalive <= 3600, "mqtt.keepalive", f"must be 5..3600 s, got {m.keepalive}")
-    need(
-        1 <= m.queue_limit <= 1_000_000,
-        "mqtt.queue_limit",
-        f"must be 1..1000000, got {m.queue_limit}",
-    )
-    need(
-        m.encoding in ("json", "binary"),
-        "mqtt.encoding",
-        f"must be 'json' or 'binary', got {m.encoding!r}",
-    )
-    need(
-        0.5 <= m.stats_interval <= 3600,
-        "mqtt.stats_interval",
-        f"must be 0.5..3600 s, got {m.stats_interval}",
-    )
-    need(
-        1 <= m.reconnect_max_delay <= 3600,
-        "mqtt.reconnect_max_delay",
-        f"must be 1..3600 s, got {m.reconnect_max_delay}",
-    )
-    need(
-        0 < m.connect_timeout <= 300,
-        "mqtt.connect_timeout",
-        f"must be > 0 and <= 300 s, got {m.connect_timeout}",
-    )
-    for key in ("device_id", "topic_prefix"):
-        value = getattr(m, key)
-        bad = (
-            [c for c in "+#/" if c in value]
-            if key == "device_id"
-            else [c for c in "+#" if c in value]
-        )
-        need(
-            not bad,
-            f"mqtt.{key}",
-            f"must not contain MQTT wildcards or separators {bad}, got {value!r}",
-        )
-    need(bool(m.topic_prefix.strip("/")), "mqtt.topic_prefix", "must not be empty")
-    if m.password_file:
-        need(
-            Path(m.password_file).is_file(),
-            "mqtt.password_file",
-            f"{m.password_file} does not exist",
-        )
-        need(bool(m.username), "mqtt.username", "must be set when mqtt.password_file is")
-    for key in ("ca_file", "cert_file", "key_file"):
-        value = getattr(m.tls, key)
-        if value:
-            need(Path(value).is_file(), f"mqtt.tls.{key}", f"{value} does not exist")
-    need(
-        bool(m.tls.cert_file) == bool(m.tls.key_file),
-        "mqtt.tls.key_file",
-        "and mqtt.tls.cert_file go together",
-    )
-    sp = cfg.spool
-    need(
-        sp.mode in ("auto", "on", "off"), "spool.mode", f"must be auto, on or off, got {sp.mode!r}"
-    )
-    need(1 <= sp.max_mb <= 1_000_000, "spool.max_mb", f"must be 1..1000000, got {sp.max_mb}")
-    need(sp.max_age_s >= 1, "spool.max_age_s", f"must be >= 1 s, got {sp.max_age_s}")
-    need(
-        0 <= sp.fsync_interval <= 3600,
-        "spool.fsync_interval",
-        f"must be 0..3600 s, got {sp.fsync_interval}",
-    )
-    need(d.max_frames >= 0, "daemon.max_frames", f"must be >= 0, got {d.max_frames}")
-    need(
-        d.log_level in ("debug", "info", "warning", "error"),
-        "daemon.log_level",
-        f"must be debug, info, warning or error, got {d.log_level!r}",
-    )
+    """Check every key against its declaration (type, then constraint), then the ``RULES``.
+    Raises ConfigError naming the key."""
+    for key in KEYS.values():
+        obj, name = _owner(cfg, key.name)
+        value = _coerce(key.name, getattr(obj, name), key.type)
+        setattr(obj, name, value)
+        problem = key.spec.problem(value)
+        if problem:
+            raise ConfigError(f"config: {key.name} {problem}")
+    for rule in RULES:
+        if not rule.ok(cfg):
+            raise ConfigError(f"config: {rule.key} {rule.text}")
     return cfg
 
 
@@ -281,11 +558,8 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        *parents, key = dotted.split(".")
-        section = cfg
-        for part in parents:
-            section = getattr(section, part)
-        _check_section(section, {key: value}, "".join(f"{p}." for p in parents))
+        section, key = _owner(cfg, dotted)
+        _check_section(section, {key: value}, dotted[: -len(key)])
     return validate(cfg)
 
 
@@ -322,54 +596,146 @@ def _read_secret(path: Path, key: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {why}") from None
 
 
-RELOADABLE = {
-    "daemon.log_level",
-    "mqtt.stats_interval",
-    "pipeline.min_detection_score",
-    "pipeline.smoothing",
-}
-
-
 def changed_keys(old: Config, new: Config) -> set[str]:
     """Dotted names of the settings that differ."""
-    out: set[str] = set()
-
-    def walk(a: Any, b: Any, prefix: str) -> None:
-        for f in dataclasses.fields(a):
-            x, y = getattr(a, f.name), getattr(b, f.name)
-            if dataclasses.is_dataclass(x):
-                walk(x, y, f"{prefix}{f.name}.")
-            elif x != y:
-                out.add(f"{prefix}{f.name}")
-
-    walk(old, new, "")
-    return out
+    return {name for name in KEYS if getattr(*_owner(old, name)) != getattr(*_owner(new, name))}
 
 
-def to_toml(cfg: Config) -> str:
-    """The configuration as TOML (the default config file is written from this)."""
-    lines: list[str] = []
+# --- writing: commented TOML, the Markdown reference ---------------------------------------------
 
-    def emit(obj: Any, name: str) -> None:
-        scalars = [
-            f for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))
+
+def toml_value(value: Any) -> str:
+    """``value`` written as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):  # JSON's escapes are TOML's; DEL must be escaped too
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return repr(value)
+
+
+TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(
+        _one_line(text),
+        width=99,
+        initial_indent="# ",
+        subsequent_indent="# ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _about(key: Key) -> str:
+    """Type, allowed values, default and SIGHUP, in one line: the TOML comment under the
+    description."""
+    allowed = key.spec.allowed(literal=True)
+    words = TYPE_NAMES[key.type] + (f"; allowed: {allowed}" if allowed else "")
+    words += f"; default: {toml_value(key.default)}"
+    return words + ("; applied on SIGHUP" if key.spec.reload else "")
+
+
+TOML_HEADER = """\
+# blazepose-edge configuration (TOML). Every key is optional: one left out takes its default, and
+# command-line flags override this file. Above each key: what it does, its type and allowed
+# values, its default. Keys "applied on SIGHUP" change while the daemon runs; others need a restart.
+# Check a change with: blazepose-edge check-config --config FILE (--print shows the result).
+"""
+
+
+def to_toml(cfg: Config, comments: bool = True) -> str:
+    """The configuration as TOML, by default with each section's and key's description, type,
+    allowed values and default as comments (the default config file is written from this)."""
+    lines: list[str] = [TOML_HEADER] if comments else []
+    for name, cls, keys in _sections():
+        if not keys:
+            continue
+        if comments:
+            lines += ["", *_comment(f"[{name}] {cls.__doc__}")]
+        lines.append(f"[{name}]")
+        for key in keys:
+            if comments:
+                lines += ["", *_comment(key.spec.doc), *_comment(_about(key))]
+                for rule in RULES:
+                    if rule.key == key.name:
+                        lines += _comment(f"{rule.key} {rule.text}.")
+            obj, attr = _owner(cfg, key.name)
+            lines.append(f"{attr} = {toml_value(getattr(obj, attr))}")
+        lines.append("")
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _md(text: str) -> str:
+    """Plain text as Markdown: one line, ``<name>`` not taken for an HTML tag."""
+    return re.sub(r"<(?=[A-Za-z_])", r"\\<", _one_line(text))
+
+
+def _cell(text: str) -> str:
+    """Plain text for a Markdown table cell."""
+    return _md(text).replace("|", "\\|")
+
+
+def markdown() -> str:
+    """The configuration reference, docs/configuration.md."""
+    out = [
+        "# Configuration reference",
+        "",
+        f"<!-- Generated from edge/service/config.py by: {MARKDOWN_COMMAND}",
+        "     Do not edit: change the declarations in edge/service/config.py and regenerate. -->",
+        "",
+        f"The daemon reads `{DEFAULT_CONFIG}` if it exists, or the TOML file given with "
+        "`--config FILE`. Every key is optional: one left out takes its default, and "
+        "command-line flags (`--mqtt-host`, `--mqtt-port`, `--threads`, ...) override the file. "
+        "The file is checked once at start: an unknown key, a value of the wrong type or out of "
+        "its allowed values is refused with a message naming the key "
+        "(`config: mqtt.port must be 1..65535, got 70000`). "
+        "`blazepose-edge check-config` checks a file; `--print` prints the effective "
+        "configuration as TOML, with the descriptions below as comments. "
+        "Keys marked *yes* under SIGHUP are applied while the daemon runs when it receives "
+        "SIGHUP; changing the others needs a restart.",
+    ]
+    for name, cls, keys in _sections():
+        if not keys:
+            continue
+        out += ["", f"## `[{name}]`", "", _md(cls.__doc__ or ""), ""]
+        out += [
+            "| Key | Type | Default | Allowed | SIGHUP | Description |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
-        tables = [
-            f for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))
-        ]
-        if name and scalars:
-            lines.append(f"\n[{name}]")
-        for f in scalars:
-            value = getattr(obj, f.name)
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, str):  # JSON's escapes are TOML's; DEL must be escaped too
-                text = json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-            else:
-                text = repr(value)
-            lines.append(f"{f.name} = {text}")
-        for f in tables:
-            emit(getattr(obj, f.name), f"{name}.{f.name}" if name else f.name)
+        for key in keys:
+            cells = (
+                f"`{key.name}`",
+                TYPE_NAMES[key.type],
+                f"`{toml_value(key.default)}`",
+                _cell(key.spec.allowed(literal=True) or "any"),
+                "yes" if key.spec.reload else "",
+                _cell(key.spec.doc),
+            )
+            out.append("| " + " | ".join(cells) + " |")
+    out += ["", "## Rules across keys", ""]
+    out += [f"- `{rule.key}` {rule.text}." for rule in RULES]
+    return "\n".join(out) + "\n"
 
-    emit(cfg, "")
-    return "\n".join(lines).lstrip() + "\n"
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.service.config",
+        description="Print the configuration reference or the default configuration file.",
+    )
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--markdown", action="store_true", help="docs/configuration.md")
+    what.add_argument("--toml", action="store_true", help="the default config, commented")
+    args = parser.parse_args(argv)
+    sys.stdout.write(markdown() if args.markdown else to_toml(Config()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
