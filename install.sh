@@ -175,13 +175,24 @@ if [ "$INT8" = 1 ]; then
   esac
 fi
 
-# --- check that an interpreter really loads them ------------------------------------------------------
+# --- check that the models load and find the person in the demo clip --------------------------------
+# (this also compiles the Numba kernels into their cache, so the first real run starts at once)
+say "checking the pipeline on the demo clip (compiles the kernels once: up to a minute on a Pi)"
 .venv/bin/python - <<'PY'
+import sys
+
+import cv2
+
 from edge import PoseEstimator
 from edge.service.logs import native_stderr_to_log
+from edge.service.media import demo_clip
 
+ok, frame = cv2.VideoCapture(str(demo_clip())).read()
 with native_stderr_to_log(), PoseEstimator() as est:
-    print(f"==> models load: {est.backend}, {est.variant}, {est.num_threads} threads")
+    poses = est.process(frame)
+print(f"==> pipeline ok: {len(poses)} pose in the demo clip's first frame ({est.backend}, "
+      f"{est.variant}, {est.num_threads} threads)")
+sys.exit(0 if ok and len(poses) == 1 else 1)
 PY
 
 # --- a broker to publish to ----------------------------------------------------------------------

@@ -138,3 +138,14 @@ def test_static_mode_detects_every_call(media, static_estimator):
     static_estimator.process(frame)
     static_estimator.process(frame)
     assert static_estimator.tracker.detector_runs == before + 2
+
+
+def test_close_and_context_manager(models_ready):
+    frame = np.zeros((64, 64, 3), np.uint8)
+    with PoseEstimator(tracking=False) as est:
+        assert est.process(frame) == []
+        backend, threads = est.backend, est.num_threads
+    with pytest.raises(RuntimeError, match="closed"):
+        est.process(frame)
+    assert (est.backend, est.num_threads) == (backend, threads)  # still readable
+    est.close()  # twice is fine

@@ -133,6 +133,8 @@ class PoseEstimator:
             "detector": self.detector.model.path,
             "estimator": self.estimator.model.path,
         }
+        self._backend = self.estimator.model.backend
+        self._num_threads = self.estimator.model.num_threads
         self._closed = False
 
     # --- what callers may read and set (the service uses only these) ------------------------
@@ -140,12 +142,12 @@ class PoseEstimator:
     @property
     def num_threads(self) -> int:
         """Interpreter threads in use."""
-        return self.estimator.model.num_threads
+        return self._num_threads
 
     @property
     def backend(self) -> str:
         """The interpreter package in use: ``ai_edge_litert`` or ``tflite_runtime``."""
-        return self.estimator.model.backend
+        return self._backend
 
     @property
     def model_files(self) -> dict[str, Path]:
