@@ -62,5 +62,5 @@ class Delivery:
             where = "kept in the spool for the next start" if self.spool else "still in flight"
             text += f"; {self.pending} {where}"
         if self.earlier:
-            text += f"; {self.earlier} more from the spool of an earlier run delivered"
+            text += f"; also delivered: {self.earlier} left in the spool by an earlier run"
         return text

@@ -141,6 +141,7 @@ class MqttPublisher:
         self._link: str | None = None  # None (no answer yet), "up", "down"
         self._down_since: float | None = None  # monotonic
         self._was_up = False
+        self._connected_at_stop = False
 
         client_id = cfg.client_id or f"blazepose-edge-{device_id}"
         # With the spool, keep the MQTT session across reconnects: QoS 2 handshakes in flight
@@ -455,6 +456,7 @@ class MqttPublisher:
             )
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        self._connected_at_stop = self.connected.is_set()
         self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
@@ -468,14 +470,15 @@ class MqttPublisher:
             report = Delivery(
                 produced=self.poses,
                 delivered=self.poses_delivered,
-                dropped=dict(self.poses_dropped),
+                dropped={**self.poses_dropped, "unacknowledged": 0},
                 earlier=self.poses_earlier,
                 spool=self.spool is not None,
             )
             unacked = self.poses_queued - self.poses_delivered
         if self.spool is None:
-            if final:
-                report.dropped["unacknowledged"] = max(0, unacked)
+            if final:  # still held in memory: lost now
+                reason = "unacknowledged" if self._connected_at_stop else "offline"
+                report.dropped[reason] += max(0, unacked)
             else:
                 report.pending = max(0, unacked)
         else:
