@@ -251,3 +251,48 @@ def test_summary_wording():
         out.delivery().summary()
         == "1 of 2 pose messages written to stdout, 1 dropped: stdout closed"
     )
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port whose connections hang (a broker host that drops packets): a listener
+    that never accepts, its queue already full, so the kernel ignores further SYNs."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.2)
+    yield port
+    for sock in [*fillers, server]:
+        sock.close()
+
+
+def test_silent_broker_holds_up_neither_start_nor_stop(silent_port, caplog):
+    from edge.service.config import MqttConfig
+    from edge.service.sinks.mqtt import START_WAIT_S, MqttPublisher
+
+    publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=silent_port), "dlv5")
+    caplog.set_level(logging.INFO)
+    t0 = time.monotonic()
+    publisher.start()
+    assert time.monotonic() - t0 < START_WAIT_S + 0.5
+    publisher.publish_pose(b"{}")
+    t0 = time.monotonic()
+    publisher.stop()  # the connection attempt (up to mqtt.connect_timeout, 10 s) is not waited for
+    assert time.monotonic() - t0 < 2.0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"MQTT broker 127.0.0.1:{silent_port} not answering (no reply within 1 s); pose messages "
+        "are dropped until it answers, retrying every 1 to 10 s"
+    ]
+    assert publisher.delivery(final=True).summary() == (
+        "0 of 1 pose message delivered, 1 dropped: broker unreachable"
+    )

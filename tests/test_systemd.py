@@ -40,7 +40,9 @@ def test_unit_prevents_restart_exactly_on_the_permanent_exit_codes():
 
     line = re.search(r"^RestartPreventExitStatus=(.*)$", UNIT.read_text(), re.M).group(1)
     assert sorted(int(code) for code in line.split()) == sorted(daemon.PERMANENT)
-    assert daemon.EXIT_UNDELIVERED in daemon.PERMANENT and daemon.EXIT_SOURCE not in daemon.PERMANENT
+    assert (
+        daemon.EXIT_UNDELIVERED in daemon.PERMANENT and daemon.EXIT_SOURCE not in daemon.PERMANENT
+    )
 
 
 @needs_analyze

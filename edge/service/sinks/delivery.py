@@ -50,7 +50,8 @@ class Delivery:
 
     def summary(self) -> str:
         """``N of M pose messages delivered, K dropped: <why>; P kept in the spool ...``."""
-        text = f"{self.delivered} of {self.produced} pose messages {self.verb}"
+        noun = "pose message" if self.produced == 1 else "pose messages"
+        text = f"{self.delivered} of {self.produced} {noun} {self.verb}"
         reasons = {key: n for key, n in self.dropped.items() if n}
         if reasons:
             if len(reasons) == 1:

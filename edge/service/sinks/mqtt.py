@@ -225,6 +225,8 @@ class MqttPublisher:
     # --- paho callbacks (network thread) ------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._stopping:  # an attempt that was under way when stop() gave up on it
+            return
         if reason_code.is_failure:
             refused = str(reason_code)
             if refused != self.refused:  # once per reason: paho retries
@@ -243,6 +245,8 @@ class MqttPublisher:
         self._publish(self.topic_status, self.status, self.cfg.qos_status, retain=True)
 
     def _on_connect_fail(self, client, userdata) -> None:
+        if self._stopping:
+            return
         self._went_down(f"MQTT broker {self._broker} unreachable ({_why(client.last_error)})")
         self._first_answer.set()
 
@@ -459,7 +463,12 @@ class MqttPublisher:
         self._connected_at_stop = self.connected.is_set()
         self._stopping = True
         self.client.disconnect()
-        self.client.loop_stop()
+        # loop_stop() joins paho's thread, which may be inside a connection attempt to a host that
+        # does not answer (up to mqtt.connect_timeout): that must not hold up the exit
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        left = deadline - time.monotonic()
+        stopper.join(max(1.0, left) if self._connected_at_stop else min(1.0, max(0.1, left)))
         if self.spool is not None:
             self.spool.close()
 
