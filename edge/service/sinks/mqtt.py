@@ -129,7 +129,8 @@ class MqttPublisher:
         # pose messages only (delivery(); the counters above count every topic)
         self.poses = 0  # publish_pose() calls
         self.poses_delivered = 0
-        self.poses_queued = 0  # QoS >= 1 without the spool: handed to the client, awaiting ack
+        self.poses_queued = 0  # QoS >= 1 without the spool: handed to the client...
+        self.poses_acked = 0  # ... and acknowledged by the broker
         self.poses_dropped = {"offline": 0, "queue_full": 0}
         self.poses_earlier = 0  # delivered from the spool an earlier run left
         self._first_seq = spool.next_seq if spool is not None else 0  # this run's first
@@ -270,6 +271,7 @@ class MqttPublisher:
                 if pose is None:  # publish() has not returned this mid yet
                     self._early.add(mid)
                 elif pose:
+                    self.poses_acked += 1
                     self.poses_delivered += 1
         if self.spool is not None:
             self._acks.append(mid)
@@ -340,6 +342,7 @@ class MqttPublisher:
             if self.spool is None:
                 if info.mid in self._early:  # acknowledged already
                     self._early.discard(info.mid)
+                    self.poses_acked += acked_pose
                     self.poses_delivered += acked_pose
                 else:
                     self._inflight[info.mid] = acked_pose
@@ -483,7 +486,7 @@ class MqttPublisher:
                 earlier=self.poses_earlier,
                 spool=self.spool is not None,
             )
-            unacked = self.poses_queued - self.poses_delivered
+            unacked = self.poses_queued - self.poses_acked
         if self.spool is None:
             if final:  # still held in memory: lost now
                 reason = "unacknowledged" if self._connected_at_stop else "offline"
