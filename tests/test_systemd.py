@@ -27,10 +27,22 @@ def unit(tmp_path):
 def test_unit_promises():
     text = UNIT.read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text and "Restart=on-failure" in text
-    assert re.search(r"^RestartPreventExitStatus=2 3 5$", text, re.M)
+    assert re.search(r"^RestartPreventExitStatus=2 3 5 6$", text, re.M)
     assert "SupplementaryGroups=video" in text and "PrivateDevices" not in text
     assert "MemoryDenyWriteExecute=yes" not in text  # Numba's JIT needs W+X pages
     assert not re.search(r"DeviceAllow=/dev/\S*\*", text)  # globs are silently ignored
+
+
+def test_unit_prevents_restart_exactly_on_the_permanent_exit_codes():
+    """The daemon's exit codes are defined once (EXIT_* in daemon.py): the unit must not restart
+    on the permanent ones and must restart on the others."""
+    from edge.service import daemon
+
+    line = re.search(r"^RestartPreventExitStatus=(.*)$", UNIT.read_text(), re.M).group(1)
+    assert sorted(int(code) for code in line.split()) == sorted(daemon.PERMANENT)
+    assert (
+        daemon.EXIT_UNDELIVERED in daemon.PERMANENT and daemon.EXIT_SOURCE not in daemon.PERMANENT
+    )
 
 
 @needs_analyze

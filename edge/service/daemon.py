@@ -22,13 +22,21 @@ from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-# Exit codes (the systemd unit lists the permanent ones in RestartPreventExitStatus=).
-EXIT_OK = 0
+# Exit codes (the systemd unit lists the permanent ones, PERMANENT, in RestartPreventExitStatus=).
+EXIT_OK = 0  # also when stopped by SIGTERM/SIGINT, whatever was delivered
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_MODEL = 3
 EXIT_SOURCE = 4
 EXIT_BROKER = 5
+# The run ended by itself (--max-frames / daemon.max_frames, the end of a file or folder that
+# does not loop) and produced pose messages, but not one was delivered (the broker was away the
+# whole time, say; with the spool they wait there for the next start). A camera or stream runs
+# until stopped, so under systemd this needs a finite source or max_frames in the config.
+EXIT_UNDELIVERED = 6
+# restarting cannot help: the same configuration, model files or credentials fail again; and a
+# finite run whose input is used up would only process it again
+PERMANENT = (EXIT_CONFIG, EXIT_MODEL, EXIT_BROKER, EXIT_UNDELIVERED)
 
 
 class Daemon:
@@ -157,6 +165,7 @@ class Daemon:
             notify("READY=1")
             ready = True
         code = EXIT_OK
+        ended = False  # by itself (max_frames, end of stream), not by stop() or a failure
         encode = cfg.mqtt.encoding
         try:
             while not self._stop.is_set():
@@ -172,6 +181,7 @@ class Daemon:
                     frame = self.grabber.get(timeout=0.5)
                 except EndOfStream as end:
                     log.info("source finished: %s", end)
+                    ended = True
                     break
                 if frame is None:
                     continue
@@ -184,6 +194,7 @@ class Daemon:
                     frame.done()
                 if cfg.daemon.max_frames and self.processed >= cfg.daemon.max_frames:
                     log.info("processed %d frames (--max-frames); stopping", self.processed)
+                    ended = True
                     break
         finally:
             notify("STOPPING=1")
@@ -191,8 +202,13 @@ class Daemon:
             self.grabber.stop()
             stats_thread.join(timeout=1.0)
             self.publisher.stop()
+            delivery = self.publisher.delivery(final=True)
+            log.log(logging.INFO if delivery.complete else logging.WARNING, delivery.summary())
         if code == EXIT_OK and self.grabber.error:  # failed for good: non-zero, systemd restarts
             return EXIT_SOURCE
+        if code == EXIT_OK and ended and delivery.produced and not delivery.delivered:
+            log.error("no pose message was delivered; exit code %d", EXIT_UNDELIVERED)
+            return EXIT_UNDELIVERED
         return code
 
     def _process(self, frame, encode: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..config import Config
+from .delivery import Delivery
 from .mqtt import MqttPublisher, PublishError
 from .payload import decode_binary, pose_binary, pose_json
 from .stdout import StdoutPublisher
 
 __all__ = [
-    "MqttPublisher", "PublishError", "StdoutPublisher", "decode_binary", "make_publisher",
+    "Delivery", "MqttPublisher", "PublishError", "StdoutPublisher", "decode_binary", "make_publisher",
     "pose_binary", "pose_json",
 ]  # fmt: skip
 

@@ -29,6 +29,17 @@ delivered after a reconnect; past the limit new ones are dropped and counted
 
 A broker that refuses the credentials stops the daemon with a clear error instead of retrying
 forever. The password is never logged.
+
+Startup does not wait for the broker: ``start()`` gives it at most ``START_WAIT_S`` to answer
+(``mqtt.connect_timeout`` bounds each connection attempt: TCP and TLS), then the daemon runs on
+and the client keeps retrying. Each change of the connection is one log line: unreachable at
+start or lost (WARNING, with the reason and what happens to pose messages meanwhile), connected
+or reconnected after N s (INFO). paho's own log lines go to the DEBUG level.
+
+Delivery accounting (``delivery()``, the exit summary and ``publish.pose`` in stats) counts pose
+messages only. "Delivered" means, with QoS 0, handed to a client connected to the broker (QoS 0
+has no acknowledgement: a message in the socket when the connection breaks is lost unseen); with
+QoS 1 or 2, acknowledged by the broker.
 """
 
 from __future__ import annotations
@@ -44,10 +55,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttConfig, read_password
+from .delivery import Delivery
 from .spool import Spool
 
 log = logging.getLogger(__name__)
 AUTH_FAILURES = ("Bad user name or password", "Not authorized", "Client identifier not valid")
+START_WAIT_S = 1.0  # how long start() waits for the broker's first answer
 
 
 class PublishError(RuntimeError):
@@ -57,6 +70,36 @@ class PublishError(RuntimeError):
 SEND_WINDOW = (
     20  # Mosquitto's default max_inflight_messages; a burst beyond it loses QoS 2 messages
 )
+
+
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed (its
+    ``on_connect_fail`` does not say)."""
+
+    last_error: OSError | None = None
+
+    def reconnect(self):
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.last_error = exc
+            raise
+
+
+class _DebugOnly(logging.LoggerAdapter):
+    """paho's own log lines, all at DEBUG: the publisher logs each connection change itself, and
+    paho's ERROR lines ("Client is not connected...") only repeat what that line said."""
+
+    def log(self, level, msg, *args, **kwargs):
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+def _why(exc: OSError | None) -> str:
+    """``connection refused``, ``timed out``, ``name or service not known``..."""
+    if exc is None:
+        return "no answer"
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 class MqttPublisher:
@@ -83,21 +126,33 @@ class MqttPublisher:
         self.dropped_queue_full = 0
         self.disconnects = 0
         self._stopping = False
+        # pose messages only (delivery(); the counters above count every topic)
+        self.poses = 0  # publish_pose() calls
+        self.poses_delivered = 0
+        self.poses_queued = 0  # QoS >= 1 without the spool: handed to the client...
+        self.poses_acked = 0  # ... and acknowledged by the broker
+        self.poses_dropped = {"offline": 0, "queue_full": 0}
+        self.poses_earlier = 0  # delivered from the spool an earlier run left
+        self._first_seq = spool.next_seq if spool is not None else 0  # this run's first
+        # without the spool: mid -> is a QoS >= 1 pose message, for the messages awaiting
+        # on_publish; and the mids on_publish reported before publish() returned them
+        self._inflight: dict[int, bool] = {}
+        self._early: set[int] = set()
+        # connection state, for one log line per change
+        self._link: str | None = None  # None (no answer yet), "up", "down"
+        self._down_since: float | None = None  # monotonic
+        self._was_up = False
+        self._connected_at_stop = False
 
         client_id = cfg.client_id or f"blazepose-edge-{device_id}"
         # With the spool, keep the MQTT session across reconnects: QoS 2 handshakes in flight
         # then complete after a broker restart (if the broker persists sessions), so nothing is
         # delivered twice.
-        client = mqtt.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=spool is None
         )
-        paho_log = logging.getLogger(f"paho.{client_id}")
-        # paho 2.2 logs an ERROR from its loop thread when a clean disconnect wins the race
-        # against its last loop pass; that is not an error for us
-        paho_log.addFilter(
-            lambda r: not (self._stopping and r.getMessage().startswith("Client is not connected"))
-        )
-        client.enable_logger(paho_log)
+        client.enable_logger(_DebugOnly(logging.getLogger(f"paho.{client_id}"), {}))
+        client.connect_timeout = cfg.connect_timeout
         client.will_set(self.topic_status, "offline", qos=cfg.qos_status, retain=True)
         if cfg.username:
             client.username_pw_set(cfg.username, read_password(cfg))
@@ -121,35 +176,103 @@ class MqttPublisher:
         client.on_publish = self._on_publish
         self.client = client
 
+    # --- connection state: one log line per change ---------------------------------------------------
+
+    @property
+    def _broker(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    def _meanwhile(self) -> str:
+        """What happens to pose messages while the broker is away, and how often we retry."""
+        if self.spool is not None:
+            fate = "pose messages are kept in the spool"
+        elif self.cfg.qos_pose >= 1:
+            fate = (
+                f"pose messages wait in memory (at most mqtt.queue_limit, {self.cfg.queue_limit})"
+            )
+        else:
+            fate = "pose messages are dropped"
+        longest = max(1, round(self.cfg.reconnect_max_delay))
+        every = "every 1 s" if longest == 1 else f"every 1 to {longest} s"
+        return f"{fate} until it answers, retrying {every}"
+
+    def _went_down(self, what: str) -> None:
+        """The broker cannot be reached (network thread, or start()): log it once.
+        ``what`` starts the line: ``MQTT broker <host:port> unreachable (<why>)``..."""
+        with self._lock:
+            if self._link == "down":
+                log.debug("%s (still)", what)
+                return
+            if self._link == "up":
+                self.disconnects += 1
+            self._link = "down"
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+        log.warning("%s; %s", what, self._meanwhile())
+
+    def _came_up(self) -> None:
+        with self._lock:
+            since, self._down_since = self._down_since, None
+            again, self._was_up = self._was_up, True
+            self._link = "up"
+        if since is None:
+            log.info("connected to MQTT broker %s", self._broker)
+        else:
+            log.info(
+                "%s to MQTT broker %s after %.1f s",
+                "reconnected" if again else "connected", self._broker, time.monotonic() - since,
+            )  # fmt: skip
+
     # --- paho callbacks (network thread) ------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._stopping:  # an attempt that was under way when stop() gave up on it
+            return
         if reason_code.is_failure:
-            self.refused = str(reason_code)
-            log.error(
-                "MQTT broker %s:%d refused the connection: %s",
-                self.cfg.host, self.cfg.port, reason_code,
-            )  # fmt: skip
+            refused = str(reason_code)
+            if refused != self.refused:  # once per reason: paho retries
+                log.error("MQTT broker %s refused the connection: %s", self._broker, refused)
+            self.refused = refused
+            with self._lock:
+                self._link = "down"
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
             self._first_answer.set()
             return
         self.refused = None
         self.connected.set()
         self._first_answer.set()
-        log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
+        self._came_up()
         self._publish(self.topic_status, self.status, self.cfg.qos_status, retain=True)
 
     def _on_connect_fail(self, client, userdata) -> None:
-        log.warning("MQTT broker %s:%d unreachable; retrying", self.cfg.host, self.cfg.port)
+        if self._stopping:
+            return
+        self._went_down(f"MQTT broker {self._broker} unreachable ({_why(client.last_error)})")
+        self._first_answer.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set() and not self._stopping:
-            self.disconnects += 1
-            log.warning("disconnected from MQTT broker: %s; reconnecting", reason_code)
         self.connected.clear()
+        if self._stopping or self._link != "up":
+            return
+        if flags.is_disconnect_packet_from_server:
+            why = f"the broker closed the connection: {reason_code}"
+        elif str(reason_code) == "Keep alive timeout":
+            why = f"no answer within mqtt.keepalive ({self.cfg.keepalive} s)"
+        else:
+            why = "connection lost"
+        self._went_down(f"disconnected from MQTT broker {self._broker} ({why})")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             self.acked += 1
+            if self.spool is None:
+                pose = self._inflight.pop(mid, None)
+                if pose is None:  # publish() has not returned this mid yet
+                    self._early.add(mid)
+                elif pose:
+                    self.poses_acked += 1
+                    self.poses_delivered += 1
         if self.spool is not None:
             self._acks.append(mid)
             self._wake.set()
@@ -157,10 +280,11 @@ class MqttPublisher:
     # --- API (pipeline thread) ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background; wait up to ``connect_timeout`` for the broker's answer.
+        """Connect in the background; wait at most ``START_WAIT_S`` for the broker's answer.
 
         Raises PublishError if the broker refuses the credentials. An unreachable broker is not
-        an error: the client keeps retrying and messages follow the queue rules above.
+        an error: one warning says so at once, the client keeps retrying and pose messages
+        follow the queue rules above meanwhile.
         """
         try:
             self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
@@ -172,16 +296,16 @@ class MqttPublisher:
                 target=self._send_spool, name="spool-sender", daemon=True
             )
             self._sender.start()
-        self._first_answer.wait(self.cfg.connect_timeout)
+        wait = min(START_WAIT_S, self.cfg.connect_timeout)
+        answered = self._first_answer.wait(wait)
         refusal = self.credentials_refused
         if refusal:
             self.client.loop_stop()
             raise PublishError(refusal)
-        if not self.connected.is_set():
-            log.warning(
-                "MQTT broker %s:%d not reachable yet; running on and retrying",
-                self.cfg.host, self.cfg.port,
-            )  # fmt: skip
+        if not answered:  # a silent host (packets dropped), a slow TLS handshake: run on
+            self._went_down(
+                f"MQTT broker {self._broker} not answering (no reply within {wait:g} s)"
+            )
 
     @property
     def credentials_refused(self) -> str | None:
@@ -195,26 +319,50 @@ class MqttPublisher:
             f"check mqtt.username and the password (mqtt.password_file or ${self.cfg.password_env})"
         )
 
-    def _publish(self, topic: str, payload, qos: int, retain: bool = False) -> bool:
+    def _publish(
+        self, topic: str, payload, qos: int, retain: bool = False, pose: bool = False
+    ) -> bool:
         if qos == 0 and not self.connected.is_set():
-            self.dropped_offline += 1
-            return False
+            return self._dropped("offline", pose)
+        # never under self._lock: paho calls _on_publish holding its own lock
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            self.dropped_queue_full += 1
-            return False
+            return self._dropped("queue_full", pose)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) or (
             info.rc == mqtt.MQTT_ERR_NO_CONN and qos == 0
         ):
-            self.dropped_offline += 1
-            return False
+            return self._dropped("offline", pose)
         with self._lock:
             self.published += 1
+            if pose and qos == 0:  # QoS 0: delivered = handed to the connected client
+                self.poses_delivered += 1
+            acked_pose = pose and qos > 0
+            if acked_pose:
+                self.poses_queued += 1
+            if self.spool is None:
+                if info.mid in self._early:  # acknowledged already
+                    self._early.discard(info.mid)
+                    self.poses_acked += acked_pose
+                    self.poses_delivered += acked_pose
+                else:
+                    self._inflight[info.mid] = acked_pose
         return True
 
+    def _dropped(self, reason: str, pose: bool) -> bool:
+        with self._lock:
+            if reason == "offline":
+                self.dropped_offline += 1
+            else:
+                self.dropped_queue_full += 1
+            if pose:
+                self.poses_dropped[reason] += 1
+        return False
+
     def publish_pose(self, payload: bytes, ts: float | None = None) -> None:
+        with self._lock:
+            self.poses += 1
         if self.spool is None:
-            self._publish(self.topic_pose, payload, self.cfg.qos_pose)
+            self._publish(self.topic_pose, payload, self.cfg.qos_pose, pose=True)
             return
         self.spool.append(payload, ts)
         self._wake.set()
@@ -241,8 +389,13 @@ class MqttPublisher:
         while True:
             while self._acks:
                 seq = sent.pop(self._acks.popleft(), None)
-                if seq is not None:
+                if seq is not None and seq > acked_to and seq not in done:
                     done.add(seq)
+                    with self._lock:
+                        if seq >= self._first_seq:
+                            self.poses_delivered += 1
+                        else:
+                            self.poses_earlier += 1
             advanced = acked_to
             while advanced + 1 in done:
                 advanced += 1
@@ -310,14 +463,42 @@ class MqttPublisher:
             )
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        if self.pending:
-            where = "kept in the spool for the next start" if self.spool else "lost"
-            log.warning("%d pose messages not delivered before exit: %s", self.pending, where)
+        self._connected_at_stop = self.connected.is_set()
         self._stopping = True
         self.client.disconnect()
-        self.client.loop_stop()
+        # loop_stop() joins paho's thread, which may be inside a connection attempt to a host that
+        # does not answer (up to mqtt.connect_timeout): that must not hold up the exit
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        left = deadline - time.monotonic()
+        stopper.join(max(1.0, left) if self._connected_at_stop else min(1.0, max(0.1, left)))
         if self.spool is not None:
             self.spool.close()
+
+    def delivery(self, final: bool = False) -> Delivery:
+        """This run's pose messages so far (``final``: after ``stop()``, when the ones still
+        awaiting an acknowledgement without the spool are lost)."""
+        with self._lock:
+            report = Delivery(
+                produced=self.poses,
+                delivered=self.poses_delivered,
+                dropped={**self.poses_dropped, "unacknowledged": 0},
+                earlier=self.poses_earlier,
+                spool=self.spool is not None,
+            )
+            unacked = self.poses_queued - self.poses_acked
+        if self.spool is None:
+            if final:  # still held in memory: lost now
+                reason = "unacknowledged" if self._connected_at_stop else "offline"
+                report.dropped[reason] += max(0, unacked)
+            else:
+                report.pending = max(0, unacked)
+        else:
+            spool = self.spool.stats()
+            report.dropped.update(spool_full=spool["dropped_full"], spool_age=spool["dropped_age"],
+                                  spool_io=spool["dropped_io"])  # fmt: skip
+            report.pending = spool["pending"]
+        return report
 
     def stats(self) -> dict:
         return {
@@ -328,4 +509,5 @@ class MqttPublisher:
             "dropped_queue_full": self.dropped_queue_full,
             "disconnects": self.disconnects,
             "spool": self.spool.stats() if self.spool is not None else None,
+            "pose": self.delivery().to_dict(),
         }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from .delivery import Delivery
+
 log = logging.getLogger(__name__)
 
 
@@ -36,5 +38,15 @@ class StdoutPublisher:
     def stop(self, timeout: float = 0.0) -> None:
         log.info("status offline")
 
+    def delivery(self, final: bool = False) -> Delivery:
+        """Pose messages written to stdout count as delivered."""
+        return Delivery(
+            produced=self.sent + self.failed,
+            delivered=self.sent,
+            dropped={"stdout": self.failed},
+            verb="written to stdout",
+        )
+
     def stats(self) -> dict:
-        return {"connected": True, "sent": self.sent, "dropped": self.failed}
+        return {"connected": True, "sent": self.sent, "dropped": self.failed,
+                "pose": self.delivery().to_dict()}  # fmt: skip
