@@ -315,8 +315,8 @@ class MqttConfig:
     )
     connect_timeout: float = setting(
         10.0,
-        "Seconds to wait at start for the broker's first answer; an unreachable broker is then "
-        "retried in the background.",
+        "Seconds one connection attempt to the broker (TCP and TLS) may take; the daemon never "
+        "waits for the broker at start (at most 1 s), it retries in the background.",
         gt=0,
         le=300,
         unit="s",
