@@ -261,7 +261,7 @@ def test_stats_topic(media, models_ready, broker, tmp_path):
     assert stats["device"] == "cam7" and stats["frames"] > 0
     assert 5 < stats["fps"] < 40  # a 30 fps file paced in real time
     for stage in ("wait", "estimator_pre", "estimator_invoke", "estimator_post", "smoothing",
-                  "encode", "publish", "total"):  # fmt: skip
+                  "publish", "total"):  # fmt: skip
         assert stats["latency_ms"][stage]["p95"] >= stats["latency_ms"][stage]["p50"] >= 0
     assert stats["rss_mb"] > 50 and stats["cpu_percent"] >= 0 and stats["threads"] >= 3
     assert stats["publish"]["connected"] is True
@@ -292,3 +292,49 @@ def test_systemd_notifications(media, models_ready, tmp_path):
     ready = next(i for i, m in enumerate(messages) if m.startswith(b"READY=1"))
     assert ready < len(messages) - 1
     assert sum(m == b"WATCHDOG=1" for m in messages) >= 5  # about 1 s of frames, pings every 0.1 s
+
+
+class RecordingSink:
+    """A sink as the daemon sees one (edge.service.sinks.base.Sink)."""
+
+    def __init__(self, name: str, fail: bool = False):
+        from edge.service.sinks import Sink
+
+        self.sink = type(name, (Sink,), {"name": name})()
+        self.sink.frame = self.frame
+        self.sink.set_status = self.status
+        self.sink.stats = self.stats
+        self.sink.report = lambda: {"frames": len(self.frames)}
+        self.fail = fail
+        self.frames, self.statuses, self.stats_docs = [], [], []
+
+    def frame(self, result):
+        self.frames.append((result.index, len(result.poses), result.image.shape))
+        if self.fail:
+            raise RuntimeError("this sink is broken")
+
+    def status(self, status):
+        self.statuses.append(status)
+
+    def stats(self, stats):
+        self.stats_docs.append(stats)
+
+
+def test_every_sink_gets_every_frame_and_a_broken_one_harms_none(models_ready, tmp_path):
+    """The daemon hands each frame's result, status and stats to every sink and knows nothing
+    else of them: a sink that raises is logged, and the others (and the daemon) go on."""
+    from edge.service.config import load
+    from edge.service.daemon import Daemon
+
+    cfg = load(None, {"source.uri": "demo", "mqtt.host": "none", "daemon.max_frames": 30,
+                      "mqtt.stats_interval": 0.5})  # fmt: skip
+    broken, good = RecordingSink("broken", fail=True), RecordingSink("good")
+    daemon = Daemon(cfg, sinks=[broken.sink, good.sink])
+    daemon._camera_status(None)
+    assert daemon.run() == 0
+    assert [f[0] for f in good.frames] == list(range(30))
+    assert all(n == 1 and shape == (576, 576, 3) for _, n, shape in good.frames)
+    assert len(broken.frames) == 30  # it kept being called
+    assert good.statuses == ["online"]
+    stats = daemon.stats()
+    assert stats["good"] == {"frames": 30} and stats["broken"] == {"frames": 30}

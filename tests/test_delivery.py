@@ -195,7 +195,7 @@ def test_publisher_counts_pose_messages_only(broker, qos):
             publisher.publish_stats(b"{}")
             publisher.set_status("online")
     assert sub.wait_for(lambda: len(sub.on("/pose")) == 300)
-    assert publisher.stats()["pose"]["messages"] == 300
+    assert publisher.report()["pose"]["messages"] == 300
     publisher.stop()
     sub.close()
     report = publisher.delivery(final=True)

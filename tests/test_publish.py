@@ -66,7 +66,7 @@ def test_stdout_publisher_writes_lines():
     pub.publish_pose(b'{"a":1}')
     pub.publish_pose(b'{"a":2}')
     assert out.getvalue() == '{"a":1}\n{"a":2}\n'
-    assert pub.stats()["sent"] == 2
+    assert pub.report()["sent"] == 2
 
 
 def test_sd_notify_and_watchdog(tmp_path, monkeypatch):

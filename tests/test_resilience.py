@@ -170,7 +170,7 @@ def test_malformed_frames_are_skipped_and_counted(media, models_ready):
     cfg.daemon.max_frames = 250
     daemon = Daemon(cfg, source=Mixed())
     devnull = open("/dev/null", "w")  # noqa: SIM115
-    daemon.publisher.stream = devnull
+    daemon.sinks[0].stream = devnull
     assert daemon.run() == 0
     devnull.close()
     assert daemon.processed == 250
@@ -205,7 +205,7 @@ def test_source_failing_for_good_after_frames_exits_non_zero(media, models_ready
     cfg.mqtt.host = "none"
     daemon = Daemon(cfg, source=Failing())
     devnull = open("/dev/null", "w")  # noqa: SIM115
-    daemon.publisher.stream = devnull
+    daemon.sinks[0].stream = devnull
     assert daemon.run() == EXIT_SOURCE
     devnull.close()
     assert daemon.processed == 5

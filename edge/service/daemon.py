@@ -1,4 +1,4 @@
-"""The daemon: source -> pose pipeline -> publisher, plus stats, systemd notifications, shutdown.
+"""The daemon: source -> pose pipeline -> sinks, plus stats, systemd notifications, shutdown.
 
 It owns the threads (capture, stats, the MQTT network loop) and wires the stages; the work itself
 lives in the stage modules.
@@ -6,7 +6,6 @@ lives in the stage modules.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,7 +14,7 @@ from ..pose import FrameError, PoseEstimator
 from .config import RELOADABLE, Config, ConfigError, changed_keys
 from .logs import native_stderr_to_log
 from .sdnotify import Watchdog, notify
-from .sinks import make_publisher, pose_binary, pose_json
+from .sinks import FrameResult, Sink, make_sinks
 from .sources import FrameGrabber, Source, SourceError, open_source
 from .sources.grabber import EndOfStream
 from .telemetry import Telemetry
@@ -46,6 +45,7 @@ class Daemon:
         estimator: PoseEstimator | None = None,
         source: Source | None = None,
         reload_config=None,
+        sinks: list[Sink] | None = None,
     ):
         self.cfg = cfg
         self.reload_config = reload_config  # () -> Config, for SIGHUP
@@ -63,7 +63,7 @@ class Daemon:
                 )
         self.estimator = estimator
         self.source = source or open_source(cfg.source)
-        self.publisher = make_publisher(cfg)
+        self.sinks: list[Sink] = make_sinks(cfg) if sinks is None else sinks
         self.telemetry = Telemetry()
         self.grabber: FrameGrabber | None = None
         self.processed = 0
@@ -108,12 +108,13 @@ class Daemon:
             log.warning("SIGHUP: these changes need a restart: %s", ", ".join(pending))
 
     def _camera_status(self, reason: str | None) -> None:
-        self.publisher.set_status(f"degraded: {reason}" if reason else "online")
+        for sink in self.sinks:
+            self._call(sink, "set_status", f"degraded: {reason}" if reason else "online")
         notify(f"STATUS={'degraded: ' + reason if reason else 'running'}")
 
     def stats(self) -> dict:
         grabber = self.grabber
-        return {
+        out = {
             "v": 1,
             "device": self.device_id,
             "ts": round(time.time(), 3),
@@ -123,16 +124,22 @@ class Daemon:
             "source_errors": grabber.errors if grabber else 0,
             "detector_share": round(self.estimator.detector_share, 4),
             "variant": self.estimator.variant,
-            "publish": self.publisher.stats(),
         }
+        for sink in self.sinks:
+            report = sink.report()
+            if report is not None:
+                out[sink.name] = report
+        return out
 
     def _stats_loop(self) -> None:
         while not self._stop.wait(self.cfg.mqtt.stats_interval):
             try:
-                payload = json.dumps(self.stats(), separators=(",", ":")).encode()
-                self.publisher.publish_stats(payload)
+                stats = self.stats()
             except Exception:  # stats must never take the daemon down
                 log.exception("stats failed")
+                continue
+            for sink in self.sinks:
+                self._call(sink, "stats", stats)
 
     def run(self) -> int:
         cfg = self.cfg
@@ -147,7 +154,8 @@ class Daemon:
                 raise
             absent = f"camera lost: {exc}"
             log.warning("%s; running on and reopening it with backoff", exc)
-        self.publisher.start()
+        for sink in self.sinks:
+            sink.start()
         self.grabber = FrameGrabber(self.source, on_status=self._camera_status)
         self.grabber.start()
         stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
@@ -166,11 +174,10 @@ class Daemon:
             ready = True
         code = EXIT_OK
         ended = False  # by itself (max_frames, end of stream), not by stop() or a failure
-        encode = cfg.mqtt.encoding
         try:
             while not self._stop.is_set():
                 self.watchdog.ping()  # the loop is alive: waiting on a slow camera is fine
-                refusal = self.publisher.credentials_refused
+                refusal = next((s.fatal for s in self.sinks if s.fatal), None)
                 if refusal:  # as at start (exit 5): retrying the same credentials cannot help
                     log.error("%s; stopping", refusal)
                     code = EXIT_BROKER
@@ -189,7 +196,7 @@ class Daemon:
                     notify("READY=1", "STATUS=running")
                     ready = True
                 try:
-                    self._process(frame, encode)
+                    self._process(frame)
                 finally:
                     frame.done()
                 if cfg.daemon.max_frames and self.processed >= cfg.daemon.max_frames:
@@ -201,18 +208,26 @@ class Daemon:
             self._stop.set()
             self.grabber.stop()
             stats_thread.join(timeout=1.0)
-            self.publisher.stop()
-            delivery = self.publisher.delivery(final=True)
-            log.log(logging.INFO if delivery.complete else logging.WARNING, delivery.summary())
+            for sink in self.sinks:
+                self._call(sink, "stop")
+            deliveries = [d for d in (s.delivery(final=True) for s in self.sinks) if d]
+            for delivery in deliveries:
+                log.log(logging.INFO if delivery.complete else logging.WARNING, delivery.summary())
         if code == EXIT_OK and self.grabber.error:  # failed for good: non-zero, systemd restarts
             return EXIT_SOURCE
-        if code == EXIT_OK and ended and delivery.produced and not delivery.delivered:
+        if code == EXIT_OK and ended and any(d.produced and not d.delivered for d in deliveries):
             log.error("no pose message was delivered; exit code %d", EXIT_UNDELIVERED)
             return EXIT_UNDELIVERED
         return code
 
-    def _process(self, frame, encode: str) -> None:
-        clock = time.perf_counter
+    def _call(self, sink: Sink, method: str, *args) -> None:
+        """A sink's method; a fault in one sink never stops the daemon or the other sinks."""
+        try:
+            getattr(sink, method)(*args)
+        except Exception:
+            log.exception("sink %s: %s failed", sink.name, method)
+
+    def _process(self, frame) -> None:
         start_ns = time.monotonic_ns()
         try:
             poses = self.estimator.process(frame.image, timestamp_ms=frame.pts_ms)
@@ -223,19 +238,14 @@ class Daemon:
                     "skipped frame %d: %s (%d so far)", frame.index, exc, self.telemetry.bad_frames
                 )
             return
-        t0 = clock()
-        h, w = frame.image.shape[:2]
-        if encode == "binary":
-            payload = pose_binary(frame.index, frame.ts, w, h, poses)
-        else:
-            payload = pose_json(self.device_id, frame.index, frame.ts, w, h, poses)
-        t1 = clock()
-        self.publisher.publish_pose(payload, frame.ts)
-        t2 = clock()
-        self.processed += 1
-        timings = dict(self.estimator.timings)
+        timings = self.estimator.timings
         timings["wait"] = (start_ns - frame.mono_ns) / 1e6
-        timings["encode"] = (t1 - t0) * 1000.0
-        timings["publish"] = (t2 - t1) * 1000.0
+        h, w = frame.image.shape[:2]
+        result = FrameResult(frame.index, frame.ts, w, h, poses, frame.image, timings)
+        t0 = time.perf_counter()
+        for sink in self.sinks:
+            self._call(sink, "frame", result)
+        timings["publish"] = (time.perf_counter() - t0) * 1000.0  # all sinks
         timings["total"] = (time.monotonic_ns() - frame.mono_ns) / 1e6
+        self.processed += 1
         self.telemetry.record(timings)

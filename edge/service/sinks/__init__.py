@@ -1,22 +1,25 @@
-"""Where pose messages go: an MQTT broker, or stdout (``--mqtt-host none``)."""
+"""Sinks: where the daemon's results go (``base.Sink`` is the interface). The pose sink is an
+MQTT broker, or stdout with ``--mqtt-host none``."""
 
 from __future__ import annotations
 
 from ..config import Config
+from .base import FrameResult, Sink
 from .delivery import Delivery
 from .mqtt import MqttPublisher, PublishError
-from .payload import decode_binary, pose_binary, pose_json
+from .payload import decode_binary, encode, pose_binary, pose_json
 from .stdout import StdoutPublisher
 
 __all__ = [
-    "Delivery", "MqttPublisher", "PublishError", "StdoutPublisher", "decode_binary", "make_publisher",
-    "pose_binary", "pose_json",
+    "Delivery", "FrameResult", "MqttPublisher", "PublishError", "Sink", "StdoutPublisher",
+    "decode_binary", "encode", "make_sinks", "pose_binary", "pose_json",
 ]  # fmt: skip
 
 
-def make_publisher(cfg: Config):
+def pose_sink(cfg: Config) -> Sink:
+    """MQTT, or stdout for ``mqtt.host = "none"``."""
     if cfg.mqtt.host.lower() == "none":
-        return StdoutPublisher()
+        return StdoutPublisher(device=cfg.device_id)
     spool = None
     if cfg.spool_enabled:
         from .spool import Spool
@@ -28,3 +31,8 @@ def make_publisher(cfg: Config):
             fsync_interval_s=cfg.spool.fsync_interval,
         )
     return MqttPublisher(cfg.mqtt, cfg.device_id, spool)
+
+
+def make_sinks(cfg: Config) -> list[Sink]:
+    """Every sink the configuration asks for, the pose sink first."""
+    return [pose_sink(cfg)]

@@ -45,6 +45,7 @@ QoS 1 or 2, acknowledged by the broker.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import ssl
 import threading
@@ -55,7 +56,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttConfig, read_password
+from .base import FrameResult, Sink
 from .delivery import Delivery
+from .payload import encode
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,9 @@ def _why(exc: OSError | None) -> str:
     return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
-class MqttPublisher:
+class MqttPublisher(Sink):
+    name = "publish"  # its counters: ``publish`` in the stats document
+
     def __init__(self, cfg: MqttConfig, device_id: str, spool: Spool | None = None):
         self.cfg = cfg
         self.spool = spool
@@ -432,6 +437,18 @@ class MqttPublisher:
     def publish_stats(self, payload: bytes) -> None:
         self._publish(self.topic_stats, payload, self.cfg.qos_stats)
 
+    # --- the Sink interface -------------------------------------------------------------------
+
+    def frame(self, result: FrameResult) -> None:
+        self.publish_pose(encode(result, self.cfg.encoding, self.device_id), result.ts)
+
+    def stats(self, stats: dict) -> None:
+        self.publish_stats(json.dumps(stats, separators=(",", ":")).encode())
+
+    @property
+    def fatal(self) -> str | None:
+        return self.credentials_refused
+
     def set_status(self, status: str) -> None:
         """Publish a retained status (``online``, ``degraded: ...``); re-sent on reconnect."""
         if status != self.status:
@@ -500,7 +517,7 @@ class MqttPublisher:
             report.pending = spool["pending"]
         return report
 
-    def stats(self) -> dict:
+    def report(self) -> dict:
         return {
             "connected": self.connected.is_set(),
             "sent": self.acked,

@@ -95,3 +95,10 @@ def decode_binary(data: bytes) -> dict:
         for row in body
     ]
     return {"frame": frame, "ts": ts, "width": width, "height": height, "poses": poses}
+
+
+def encode(result, encoding: str, device: str) -> bytes:
+    """A ``FrameResult`` as a pose message in ``encoding`` ("json" or "binary")."""
+    if encoding == "binary":
+        return pose_binary(result.index, result.ts, result.width, result.height, result.poses)
+    return pose_json(device, result.index, result.ts, result.width, result.height, result.poses)

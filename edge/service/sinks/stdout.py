@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
+from .base import FrameResult, Sink
 from .delivery import Delivery
+from .payload import encode
 
 log = logging.getLogger(__name__)
 
 
-class StdoutPublisher:
-    credentials_refused: str | None = None  # no broker, nothing to refuse (MqttPublisher's)
+class StdoutPublisher(Sink):
+    name = "publish"  # the pose sink's counters: ``publish`` in stats, as MQTT's
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, encoding: str = "json", device: str = ""):
         self.stream = stream or sys.stdout
+        self.encoding = encoding
+        self.device = device
         self.sent = 0
         self.failed = 0
 
@@ -29,8 +34,11 @@ class StdoutPublisher:
         except (BrokenPipeError, ValueError):
             self.failed += 1
 
-    def publish_stats(self, payload: bytes) -> None:
-        log.info("stats %s", payload.decode())
+    def frame(self, result: FrameResult) -> None:
+        self.publish_pose(encode(result, "json", self.device), result.ts)  # text lines: JSON
+
+    def stats(self, stats: dict) -> None:
+        log.info("stats %s", json.dumps(stats, separators=(",", ":")))
 
     def set_status(self, status: str) -> None:
         log.info("status %s", status)
@@ -47,6 +55,6 @@ class StdoutPublisher:
             verb="written to stdout",
         )
 
-    def stats(self) -> dict:
+    def report(self) -> dict:
         return {"connected": True, "sent": self.sent, "dropped": self.failed,
                 "pose": self.delivery().to_dict()}  # fmt: skip
