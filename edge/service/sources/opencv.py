@@ -30,6 +30,7 @@ class VideoCaptureSource(Source):
         self.width, self.height, self.fps = width, height, fps
         self.loop, self.realtime = loop, realtime
         self.live = kind != "file" or realtime
+        self.may_appear_later = kind != "file"  # a camera or stream, not a file
         self.description = f"{kind} {redact(str(target))}"  # no camera password in logs
         self.cap: cv2.VideoCapture | None = None
         self.index = 0
