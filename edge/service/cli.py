@@ -13,6 +13,7 @@ import cv2
 
 from .. import __version__
 from ..pose import ModelError
+from . import images
 from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip
 
@@ -84,9 +85,11 @@ class Infer:
             what = "frames" if frames != 1 else "image"
             print(f"{path}: {with_pose}/{frames} {what} with a pose")
 
-    def image(self, path: Path, frame) -> None:
+    def image(self, path: Path, frame, warning: str | None = None) -> None:
         from ..pose import draw_poses
 
+        if warning:
+            _err(f"{path}: warning: {warning}")
         poses = self.estimator(False).process(frame)
         h, w = frame.shape[:2]
         self.emit({"source": str(path), "width": w, "height": h,
@@ -128,13 +131,13 @@ class Infer:
     def run(self, path: Path) -> None:
         if not path.is_file():
             raise OSError("no such file")
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is not None:
-                self.image(path, frame)
-                return
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                raise OSError("not a readable image")
+        # an image in a format read here (its size checked before decoding), or one named as an
+        # image; anything else is tried as a video
+        if path.suffix.lower() not in VIDEO_SUFFIXES and (
+            path.suffix.lower() in IMAGE_SUFFIXES or images.header_size(path) is not None
+        ):
+            self.image(path, *images.read_image(path))
+            return
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise OSError("not a readable image or video")
