@@ -3,6 +3,7 @@ bomb is refused, not decoded), truncated files and damaged videos reported."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import struct
 import zlib
@@ -14,6 +15,7 @@ import pytest
 from edge.service import images
 from edge.service.cli import main
 from edge.service.sources.folder import FolderSource
+from edge.service.sources.opencv import VideoCaptureSource
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -133,3 +135,40 @@ def test_a_truncated_jpeg_is_reported(media, models_ready, tmp_path, capsys, cap
     assert main(["infer", str(path)]) == 0
     err = capsys.readouterr().err
     assert "cut.jpg: warning: the file is cut short" in err
+
+
+def damaged_video(media, tmp_path):
+    """street.avi (205 frames) with its second half overwritten by noise."""
+    data = (media / "video" / "street.avi").read_bytes()
+    half = len(data) // 2
+    noise = np.random.default_rng(7).integers(0, 256, len(data) - half, dtype=np.uint8)
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(data[:half] + noise.tobytes())
+    return path
+
+
+def test_infer_says_how_many_frames_of_a_damaged_video_were_read(media, models_ready, tmp_path,
+                                                                 capsys):  # fmt: skip
+    path = damaged_video(media, tmp_path)
+    assert main(["infer", str(path), str(media / "video" / "street.avi")]) == 0
+    err = capsys.readouterr().err
+    assert "damaged.avi: warning: 108 of the 205 frames its header promised were read" in err
+    assert "street.avi: warning" not in err  # a whole file: no warning
+
+
+def test_file_source_warns_once_when_a_video_ends_early(media, tmp_path, caplog):
+    path = damaged_video(media, tmp_path)
+    source = VideoCaptureSource(str(path), "file", loop=True)
+    source.open()
+    with caplog.at_level(logging.WARNING):
+        frames = [source.read() for _ in range(300)]  # past the end twice: looped
+    source.close()
+    assert all(f is not None for f in frames)
+    warnings = [r.getMessage() for r in caplog.records if "ended after" in r.getMessage()]
+    assert warnings == [f"file {path} ended after 108 of the 205 frames its header promised: "
+                        "the rest is damaged or missing"]  # fmt: skip
+    whole = VideoCaptureSource(str(media / "video" / "street.avi"), "file")
+    whole.open()
+    while whole.read() is not None:
+        pass
+    assert not [r for r in caplog.records if "street.avi ended" in r.getMessage()]

@@ -100,10 +100,12 @@ class Infer:
 
     def video(self, path: Path, cap: cv2.VideoCapture) -> None:
         from ..pose import draw_poses
+        from .sources.opencv import ended_early
 
         est = self.estimator(True)
         est.reset()
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        promised = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         writer = None
         index = with_pose = 0
         while True:
@@ -126,6 +128,9 @@ class Infer:
             writer.release()
         if index == 0:
             raise OSError("no frame could be decoded")
+        if ended_early(index, promised):
+            _err(f"{path}: warning: {index} of the {promised:.0f} frames its header promised "
+                 "were read: the rest is damaged or missing")  # fmt: skip
         self.summary(path, index, with_pose)
 
     def run(self, path: Path) -> None:
