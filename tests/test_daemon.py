@@ -230,6 +230,55 @@ def test_camera_absent_at_start_runs_degraded_and_retries(models_ready, broker):
     sub.close()
 
 
+def _fake_picamera2(folder: Path, body: str) -> dict:
+    """An environment whose ``picamera2`` package is ``body``."""
+    package = folder / "fake" / "picamera2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(body)
+    return {
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(folder / "fake"), os.environ.get("PYTHONPATH")])
+        )
+    }
+
+
+def test_pi_camera_absent_at_start_runs_degraded_and_retries(models_ready, tmp_path):
+    """picamera2 installed but no camera found yet (its ``Picamera2()`` raises IndexError): the
+    default source, the Pi camera, is retried like any other camera, not exit 4 at once."""
+    env = _fake_picamera2(tmp_path, "class Picamera2:\n    def __init__(self, n=0):\n"
+                                    "        raise IndexError('list index out of range')\n")  # fmt: skip
+    log = tmp_path / "err.log"
+    with open(log, "wb") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.service.cli", "run", "--mqtt-host", "none",
+             "--max-frames", "5"],
+            stdout=subprocess.DEVNULL, stderr=err_file, env={**os.environ, **env},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while "reopen failed" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+            time.sleep(1)
+            assert proc.poll() is None, log.read_text()  # still running, retrying
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+    err = log.read_text()
+    assert code == 0, err
+    assert "status degraded: camera lost: cannot start Pi camera 0" in err
+    assert "running on and reopening it with backoff" in err
+
+
+def test_pi_camera_without_picamera2_exits_at_once(models_ready, tmp_path):
+    """No picamera2 cannot mend by waiting: exit 4 with the hint, not a retry loop."""
+    env = _fake_picamera2(tmp_path, "raise ImportError('no libcamera')\n")
+    proc = start_daemon("--source", "picam", "--mqtt-host", "none", env=env)
+    code, _, err = finish(proc, 60)
+    assert code == 4, err
+    assert "python3-picamera2" in err
+
+
 def test_bad_config_names_the_key(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[mqtt]\nprot = 1883\n")

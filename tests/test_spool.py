@@ -1,5 +1,11 @@
+import os
+import shutil
+import subprocess
 import time
 
+import pytest
+
+from edge.service.sinks import spool as spool_module
 from edge.service.sinks.spool import HEADER, Spool
 
 
@@ -144,3 +150,132 @@ def test_full_disk_drops_and_counts_without_corrupting(tmp_path, caplog):
     spool.close()
     again = Spool(tmp_path)  # the partial records were cut: both whole records read back
     assert [r.payload for r in again.read_from(1, 10)] == [payload(0), payload(9)]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs: a disk that really fills up. Mounting needs root (CI runs as root)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:  # a container without CAP_SYS_ADMIN, say
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_recovers_while_running_and_after_a_restart(small_disk):
+    """The disk fills during an outage; once the broker has taken the backlog, the delivered data
+    leave the disk at once (the segment being written included), new messages are stored again,
+    and the acknowledgement is on disk: a restart sends nothing twice."""
+    folder = small_disk / "spool"
+    spool = Spool(folder)  # segments of 4 MB: larger than the disk
+    stored = 0
+    while spool.append(payload(stored)) is not None:
+        stored += 1
+    assert stored > 500 and spool.dropped_io == 1
+    spool.ack_through(stored)  # the broker is back and took everything
+    assert shutil.disk_usage(small_disk).used < 64 * 1024  # delivered data are gone
+    assert [spool.append(payload(i)) for i in range(100)] == list(range(stored + 1, stored + 101))
+    assert spool.dropped_io == 1
+    spool._close_writer(sync=False)  # killed (kill -9): no close()
+    again = Spool(folder)
+    assert again.pending == 100
+    assert again.read_from(again.first_pending(), 1)[0].seq == stored + 1
+
+
+def test_acknowledgements_need_no_new_disk_space(tmp_path, monkeypatch):
+    """Creating or renaming a file fails on a full disk; the ``acked`` file is written in place."""
+    spool = Spool(tmp_path)
+    for i in range(20):
+        spool.append(payload(i))
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module, "open", no_space, raising=False)
+    monkeypatch.setattr(os, "replace", no_space)
+    spool.ack_through(15)
+    spool._close_writer(sync=False)  # killed
+    monkeypatch.undo()
+    assert Spool(tmp_path).pending == 5
+
+
+def test_a_small_delivered_segment_is_kept_a_large_one_replaced(tmp_path):
+    """No file churn while the broker keeps up; at ROLL_BYTES delivered, the file goes."""
+    spool = Spool(tmp_path)
+    for i in range(10):
+        spool.append(payload(i))
+    spool.ack_through(10)
+    assert len(list(tmp_path.glob("*.seg"))) == 1
+    big = b"x" * 1024
+    while spool.size < spool_module.ROLL_BYTES:
+        spool.append(big)
+    spool.ack_through(spool.next_seq - 1)
+    assert list(tmp_path.glob("*.seg")) == [] and spool.size == 0
+    assert spool.append(b"next") == spool.acked + 1
+    spool.close()
+
+
+@pytest.mark.parametrize("content", [b"999\n", b"not a number\n", b"-3\n", b""])
+def test_an_acked_value_that_cannot_be_right_is_not_trusted(tmp_path, caplog, content):
+    spool = Spool(tmp_path)
+    for i in range(5):
+        spool.append(payload(i))
+    spool.ack_through(2)
+    spool.close()
+    (tmp_path / "acked").write_bytes(content)
+    again = Spool(tmp_path)
+    assert again.pending == 5  # sent again rather than dropped unseen
+    assert any("acked" in r.getMessage() and "sent again" in r.getMessage() for r in caplog.records)
+    again.close()
+    assert Spool(tmp_path).pending == 5  # the untrusted value does not come back
+
+
+def test_acked_slots_survive_a_torn_write(tmp_path):
+    spool = Spool(tmp_path)
+    for i in range(10):
+        spool.append(payload(i))
+    spool.ack_through(4)
+    spool.ack_through(7)
+    spool.close()
+    data = bytearray((tmp_path / "acked").read_bytes())
+    assert len(data) == 2 * spool_module.ACKED_SLOT
+    newest = max(range(2), key=lambda i: int(data[i * 30 : i * 30 + 20]))
+    data[newest * 30 + 5] ^= 0x01  # the newest slot torn: the other holds the value before it
+    (tmp_path / "acked").write_bytes(bytes(data))
+    again = Spool(tmp_path)
+    assert again.acked < 7 and again.pending == 10 - again.acked
+
+
+def test_stray_files_in_the_folder_are_left_alone(tmp_path, caplog):
+    spool = Spool(tmp_path)
+    spool.append(payload(0))
+    spool.close()
+    (tmp_path / "foo.seg").write_bytes(b"not a segment")
+    (tmp_path / "7.seg").mkdir()
+    again = Spool(tmp_path)
+    assert again.pending == 1 and again.append(b"x") == 2
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "ignoring foo.seg" in warned and "ignoring 7.seg" in warned
+    assert (tmp_path / "foo.seg").read_bytes() == b"not a segment"  # not deleted
+
+
+def test_an_acked_file_from_an_older_version_is_read_and_converted(tmp_path):
+    spool = Spool(tmp_path)
+    for i in range(5):
+        spool.append(payload(i))
+    spool.close()
+    (tmp_path / "acked").write_text("2\n")  # a bare number, as before slots
+    again = Spool(tmp_path)
+    assert again.pending == 3
+    assert len((tmp_path / "acked").read_bytes()) == 2 * spool_module.ACKED_SLOT
+    again.close()

@@ -13,6 +13,7 @@ import cv2
 
 from .. import __version__
 from ..pose import VARIANT_CHOICES, ModelError
+from . import images
 from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip
 
@@ -83,9 +84,11 @@ class Infer:
             what = "frames" if frames != 1 else "image"
             print(f"{path}: {with_pose}/{frames} {what} with a pose")
 
-    def image(self, path: Path, frame) -> None:
+    def image(self, path: Path, frame, warning: str | None = None) -> None:
         from ..pose import draw_poses
 
+        if warning:
+            _err(f"{path}: warning: {warning}")
         poses = self.estimator(False).process(frame)
         h, w = frame.shape[:2]
         self.emit({"source": str(path), "width": w, "height": h,
@@ -96,10 +99,12 @@ class Infer:
 
     def video(self, path: Path, cap: cv2.VideoCapture) -> None:
         from ..pose import draw_poses
+        from .sources.opencv import ended_early
 
         est = self.estimator(True)
         est.reset()
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        promised = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         writer = None
         index = with_pose = 0
         while True:
@@ -122,18 +127,21 @@ class Infer:
             writer.release()
         if index == 0:
             raise OSError("no frame could be decoded")
+        if ended_early(index, promised):
+            _err(f"{path}: warning: {index} of the {promised:.0f} frames its header promised "
+                 "were read: the rest is damaged or missing")  # fmt: skip
         self.summary(path, index, with_pose)
 
     def run(self, path: Path) -> None:
         if not path.is_file():
             raise OSError("no such file")
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is not None:
-                self.image(path, frame)
-                return
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                raise OSError("not a readable image")
+        # an image in a format read here (its size checked before decoding), or one named as an
+        # image; anything else is tried as a video
+        if path.suffix.lower() not in VIDEO_SUFFIXES and (
+            path.suffix.lower() in IMAGE_SUFFIXES or images.header_size(path) is not None
+        ):
+            self.image(path, *images.read_image(path))
+            return
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise OSError("not a readable image or video")

@@ -149,8 +149,8 @@ class Daemon:
         except SourceError as exc:
             # a camera or stream that is not there yet (it boots slower than this board, say):
             # run on and reopen it with backoff, as when it goes away later; other sources
-            # (a file, a folder, a missing picamera2) cannot appear by waiting
-            if getattr(self.source, "kind", None) not in ("device", "stream"):
+            # (a file, a folder) and permanent errors (no picamera2) cannot mend by waiting
+            if not self.source.may_appear_later or exc.permanent:
                 raise
             absent = f"camera lost: {exc}"
             log.warning("%s; running on and reopening it with backoff", exc)

@@ -1,14 +1,23 @@
 """An on-disk, append-only spool for messages that must survive broker outages and restarts.
 
 Layout: a folder of segment files ``<first-seq>.seg`` (at most ``segment_bytes`` each) and a file
-``acked`` holding the sequence number up to which every message has been delivered. A record is
+``acked`` holding the sequence number up to which every message has been delivered. Other files
+in the folder are left alone, with a warning. A record is
 
     uint32 length of the payload | uint32 CRC-32 of (seq, ts, payload) | uint64 seq | float64 ts
     | payload
 
 little-endian, written with one ``write()``. Reading stops at the first record that is short or
 fails its CRC, and recovery truncates it: a write torn by ``kill -9`` or a power cut loses at
-most that message. The ``acked`` file is replaced atomically (write, fsync, rename).
+most that message.
+
+The ``acked`` file is created once, at its full size, and then overwritten in place, so that
+recording a delivery needs no new disk space (a full disk must not make delivered messages be
+sent again after a restart). It holds two slots, written alternately, each a line
+``<seq, 20 digits> <CRC-32 of those digits, 8 hex digits>``: a write torn by a power cut spoils
+one slot and the other still holds the value before it. Reading takes the highest valid slot. A
+value that cannot be right (beyond the last stored message while messages are stored) is not
+trusted: it is reported and every stored message is sent again, rather than dropped unseen.
 
 Limits: when the spool holds more than ``max_bytes``, whole segments are dropped, oldest first;
 messages older than ``max_age_s`` are dropped too. Both are counted. Delivery is in order; after
@@ -18,6 +27,10 @@ the rest of that segment, and the numbers it held are skipped, not waited for.
 
 A write that fails (a full disk, an I/O error) drops that message, counts it (``dropped_io``) and
 logs at most every ``ERROR_LOG_INTERVAL_S``; the spool goes on with the next one.
+
+Delivered data leave the disk promptly: older segments as soon as they are delivered, the segment
+being written once everything in it is delivered and it holds ``ROLL_BYTES`` or more, or at once
+after a write failed (a full disk), so that the space is there again for new messages.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -35,7 +49,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 HEADER = struct.Struct("<IIQd")
 SUFFIX = ".seg"
+SEGMENT_NAME = re.compile(r"[0-9]{1,19}\.seg")
 ERROR_LOG_INTERVAL_S = 10.0
+ROLL_BYTES = 256 * 2**10  # a delivered segment being written is replaced once this big
+ACKED_SLOT = 30  # bytes: 20 digits, a space, 8 hex digits, a newline
 
 
 @dataclass
@@ -47,6 +64,25 @@ class Record:
 
 def _crc(seq: int, ts: float, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<Qd", seq, ts)))
+
+
+def _acked_slot(seq: int) -> bytes:
+    digits = f"{seq:020d}".encode()
+    return digits + f" {zlib.crc32(digits):08x}\n".encode()
+
+
+def _parse_acked(data: bytes) -> int | None:
+    """The value of an ``acked`` file: the highest valid slot; a bare number (as written before
+    slots); None when there is no valid value."""
+    if len(data) == 2 * ACKED_SLOT:
+        values = []
+        for slot in (data[:ACKED_SLOT], data[ACKED_SLOT:]):
+            digits, _, crc = slot.rstrip(b"\n").partition(b" ")
+            if len(digits) == 20 and digits.isdigit() and crc == b"%08x" % zlib.crc32(digits):
+                values.append(int(digits))
+        return max(values) if values else None
+    text = data.strip()
+    return int(text) if text.isdigit() and len(text) <= 19 else None
 
 
 class Segment:
@@ -111,8 +147,11 @@ class Spool:
         self._last_ack_write = 0.0
         self._last_ack_sync = 0.0
         self.ack_interval_s = 0.05
+        self._under_pressure = False  # a write failed since the current segment was started
+        self._acked_fd: int | None = None
+        self._acked_slot = 0
         self.segments: list[Segment] = []
-        for path in sorted(self.folder.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem)):
+        for path in self._segment_files():
             seg = Segment(path)
             seg.scan()
             if seg.index:
@@ -123,28 +162,96 @@ class Spool:
         self.next_seq = (self.segments[-1].last + 1) if self.segments else self.acked + 1
         self.next_seq = max(self.next_seq, self.acked + 1)
         self._writer = None
+        try:
+            self._open_acked()
+        except OSError as exc:  # a full disk: kept in memory, tried again at the next write
+            self._io_error("creating the acked file", exc)
         self._drop_delivered_segments()
         if self.pending:
             log.info("spool: resuming %d undelivered messages from %s", self.pending, self.folder)
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
+    def _segment_files(self) -> list[Path]:
+        """The segment files, oldest first; anything else named ``*.seg`` is reported and left
+        alone (a copy made by hand, say: never read, never deleted)."""
+        found = []
+        for path in self.folder.glob(f"*{SUFFIX}"):
+            if SEGMENT_NAME.fullmatch(path.name) and path.is_file():
+                found.append(path)
+            else:
+                log.warning(
+                    "spool: ignoring %s: not a spool segment (those are files named "
+                    "<number>%s); move it out of %s",
+                    path.name, SUFFIX, self.folder,
+                )  # fmt: skip
+        return sorted(found, key=lambda p: int(p.stem))
+
     def _read_acked(self) -> int:
+        """The recorded acknowledgement point, checked against the stored messages."""
+        stored_from = (self.segments[0].first - 1) if self.segments else 0
+        path = self.folder / "acked"
         try:
-            return int((self.folder / "acked").read_text().strip())
-        except (OSError, ValueError):
-            return (self.segments[0].first - 1) if self.segments else 0
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return stored_from
+        except OSError as exc:
+            log.warning("spool: cannot read %s (%s); sending every stored message", path, exc)
+            return stored_from
+        acked = _parse_acked(data)
+        if acked is None:
+            log.warning(
+                "spool: %s holds no valid sequence number; every stored message is sent again", path
+            )
+            return stored_from
+        if self.segments and acked > self.segments[-1].last:
+            log.warning(
+                "spool: %s says messages up to number %d were delivered, but the last one stored "
+                "is number %d; not trusted: the %d stored messages are sent again",
+                path, acked, self.segments[-1].last, sum(len(seg.index) for seg in self.segments),
+            )  # fmt: skip
+            return stored_from
+        return acked
+
+    def _open_acked(self) -> None:
+        """Open the ``acked`` file for writing in place, creating it at its full size first (write,
+        fsync, rename) unless it already has that size; both slots are set to ``acked``."""
+        path = self.folder / "acked"
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size == 2 * ACKED_SLOT and path.is_file():
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    os.pwrite(fd, _acked_slot(self.acked) * 2, 0)  # in place: no new space
+                    os.fsync(fd)
+                except OSError:
+                    os.close(fd)
+                    raise
+                self._acked_fd = fd
+                return
+        tmp = self.folder / "acked.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_acked_slot(self.acked) * 2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._acked_fd = os.open(path, os.O_RDWR)
 
     def _write_acked(self, sync: bool = True) -> None:
-        """Replace the ``acked`` file atomically. Without ``sync`` the new content survives a
-        killed process (it is in the page cache) but not necessarily a power cut."""
-        tmp = self.folder / "acked.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{self.acked}\n")
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.folder / "acked")
+        """Record ``acked`` in place (no new disk space needed). Without ``sync`` the new value
+        survives a killed process (it is in the page cache) but not necessarily a power cut."""
+        if self._acked_fd is None:
+            self._open_acked()
+        self._acked_slot ^= 1
+        slot = _acked_slot(self.acked)
+        if os.pwrite(self._acked_fd, slot, self._acked_slot * ACKED_SLOT) != len(slot):
+            raise OSError(28, "short write (disk full?)")
+        if sync:
+            os.fsync(self._acked_fd)
 
     @property
     def size(self) -> int:
@@ -168,9 +275,16 @@ class Spool:
         while (
             self.segments
             and self.segments[0].last <= self.acked
-            and (len(self.segments) > 1 or self._writer is None)
+            and (
+                len(self.segments) > 1
+                or self._writer is None
+                or self._under_pressure
+                or self.segments[0].size >= ROLL_BYTES
+            )
         ):
             self._remove(self.segments.pop(0))
+        if not self.segments:  # the next message starts a new segment
+            self._under_pressure = False
 
     def _remove(self, seg: Segment) -> None:
         if self._writer is not None and self._writer.name == str(seg.path):
@@ -258,9 +372,18 @@ class Spool:
             self._enforce_limits()
             return seq
 
+    def _sync_writer(self) -> None:
+        if self._writer is not None:
+            self._last_sync = time.monotonic()
+            try:
+                os.fsync(self._writer.fileno())
+            except OSError as exc:
+                self._io_error("syncing a segment", exc)
+
     def _failed_append(self, seg: Segment | None, exc: OSError) -> None:
         """Undo a record the disk took only part of, so the segment ends on a whole record."""
         self.dropped_io += 1
+        self._under_pressure = True
         self._io_error("writing a message", exc)
         if seg is not None and self._writer is not None:
             try:
@@ -312,6 +435,7 @@ class Spool:
                 sync = now - self._last_ack_sync >= self.fsync_interval_s
                 if sync:
                     self._last_ack_sync = now
+                    self._sync_writer()  # on disk before an acknowledgement of it is
                 try:
                     self._write_acked(sync)
                 except OSError as exc:  # kept in memory; written with a later acknowledgement
@@ -325,6 +449,9 @@ class Spool:
                 self._write_acked()
             except OSError as exc:  # the next start sends those messages again
                 self._io_error("recording acknowledgements", exc)
+            if self._acked_fd is not None:
+                os.close(self._acked_fd)
+                self._acked_fd = None
 
     def stats(self) -> dict:
         with self.lock:

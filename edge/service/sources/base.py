@@ -15,7 +15,14 @@ _SECRET_PARAM = re.compile(
 
 
 class SourceError(RuntimeError):
-    """The source cannot be opened or has failed; the message says what to do."""
+    """The source cannot be opened or has failed; the message says what to do.
+
+    ``permanent``: waiting cannot mend it (a package that is not installed), so it is never
+    retried, whatever the source declares."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass
@@ -62,6 +69,10 @@ class Source:
 
     live: bool = True
     description: str = ""
+    # Whether a source that cannot be opened at start may yet appear by waiting (a camera that is
+    # slower to boot than the board, a stream not up yet): the daemon then starts degraded and
+    # reopens it with backoff. A file or folder that is not there is a mistake to report at once.
+    may_appear_later: bool = False
 
     @property
     def recoverable(self) -> bool:

@@ -6,8 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
-
+from ..images import ImageError, read_image
 from .base import Frame, Source, SourceError
 
 log = logging.getLogger(__name__)
@@ -54,12 +53,16 @@ class FolderSource(Source):
                 )
             path = self.files[self.position]
             self.position += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
+            try:
+                image, warning = read_image(path)  # the size checked before decoding
+            except OSError as exc:  # ImageError: refused or unreadable; or gone meanwhile
                 self.unreadable += 1
                 failed += 1
-                log.warning("skipping unreadable image %s", path)
+                reason = exc if isinstance(exc, ImageError) else exc.strerror or exc
+                log.warning("skipping image %s: %s", path, reason)
                 continue
+            if warning:
+                log.warning("image %s: %s", path, warning)
             pts = self.index * 1000.0 / 30.0  # a folder plays as a 30 fps clip
             frame = Frame(image, self.index, time.time(), time.monotonic_ns(), pts)
             self.index += 1

@@ -137,7 +137,7 @@ class FrameGrabber:
                     frame = self.source.read()
                 except SourceError as exc:
                     self.errors += 1
-                    if not self.source.recoverable:
+                    if not self.source.recoverable or exc.permanent:
                         self.error = str(exc)
                         log.error("%s", exc)
                         return

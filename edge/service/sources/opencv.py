@@ -13,6 +13,12 @@ from .base import Frame, Source, SourceError, redact
 log = logging.getLogger(__name__)
 
 
+def ended_early(read: int, promised: float) -> bool:
+    """Whether a file gave fewer frames than its header promised (a damaged or cut-short file).
+    Some containers only estimate the count (from the duration), hence 1 % of slack."""
+    return promised > 0 and promised - read > max(1.0, promised * 0.01)
+
+
 class VideoCaptureSource(Source):
     def __init__(
         self,
@@ -30,11 +36,15 @@ class VideoCaptureSource(Source):
         self.width, self.height, self.fps = width, height, fps
         self.loop, self.realtime = loop, realtime
         self.live = kind != "file" or realtime
+        self.may_appear_later = kind != "file"  # a camera or stream, not a file
         self.description = f"{kind} {redact(str(target))}"  # no camera password in logs
         self.cap: cv2.VideoCapture | None = None
         self.index = 0
         self.file_fps = 0.0
         self._t0 = 0.0
+        self._pass_start = 0  # the index of the first frame of this pass through a file
+        self._promised = 0.0  # frames in the file, by its header
+        self._told_short = False
 
     @property
     def recoverable(self) -> bool:
@@ -69,6 +79,8 @@ class VideoCaptureSource(Source):
             raise SourceError(f"cannot open {self.description}: {hint}")
         self.cap = cap
         self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self._pass_start = self.index
+        self._promised = cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.kind == "file" else 0.0
         self._t0 = time.monotonic() - self.index / self.file_fps  # pace on from the current frame
         log.info("opened %s", self.description)
 
@@ -76,6 +88,8 @@ class VideoCaptureSource(Source):
         if self.cap is None:
             self.open()
         ok, image = self.cap.read()
+        if not ok and self.kind == "file":
+            self._check_complete()
         if not ok and self.kind == "file" and self.loop and self.index > 0:
             self.open()  # reopen rather than seek: a file removed meanwhile is noticed
             ok, image = self.cap.read()
@@ -93,6 +107,17 @@ class VideoCaptureSource(Source):
         frame = Frame(image, self.index, time.time(), mono, pts)
         self.index += 1
         return frame
+
+    def _check_complete(self) -> None:
+        """Warn (once) when the file ended before the frames its header promised."""
+        read = self.index - self._pass_start
+        if not self._told_short and ended_early(read, self._promised):
+            self._told_short = True
+            log.warning(
+                "%s ended after %d of the %d frames its header promised: the rest is damaged "
+                "or missing",
+                self.description, read, self._promised,
+            )  # fmt: skip
 
     def close(self) -> None:
         if self.cap is not None:

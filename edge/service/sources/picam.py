@@ -28,6 +28,7 @@ def available() -> bool:
 
 class PicameraSource(Source):
     live = True
+    may_appear_later = True  # libcamera finds no camera until the sensor is up
 
     def __init__(self, camera: int = 0, width: int = 640, height: int = 480, fps: float = 30.0):
         self.camera, self.width, self.height, self.fps = camera, width, height, fps
@@ -43,7 +44,8 @@ class PicameraSource(Source):
                 "the Pi camera needs picamera2, which comes from Raspberry Pi OS "
                 "(sudo apt install python3-picamera2; the venv must see system packages, "
                 "as ./install.sh sets up); on other machines use --source /dev/video0, "
-                "a video file or an rtsp:// URL"
+                "a video file or an rtsp:// URL",
+                permanent=True,
             ) from exc
         self.close()
         try:
