@@ -13,6 +13,7 @@ import cv2
 
 from .. import __version__
 from ..pose import ModelError
+from ..pose.models import LANDMARK_MODELS
 from .media import demo_clip
 
 VARIANT_CHOICES = ("auto", "float", "int8")
@@ -198,26 +199,44 @@ def cmd_models(args: argparse.Namespace) -> int:
     from ..pose import models
 
     if args.action == "fetch":
-        models.fetch()
+        models.fetch(models=args.model)
         return 0
+    if args.model:
+        _err("--model is for fetch; verify checks every model")
+        return 2
     directory = models.models_dir()
+    required = {models.DETECTOR, models.estimator_name(models.DEFAULT_MODEL)}
+    failed = 0
     for spec in models.specs().values():
         path = directory / spec.file
-        models.verify(spec, path)
+        if spec.name not in required and not path.exists():  # optional: absent is fine
+            print(f"absent {path} (optional; {models.fix_hint(spec.name)})")
+            continue
+        try:
+            models.verify(spec, path)
+        except ModelError as exc:
+            _err(str(exc))
+            failed += 1
+            continue
         print(f"ok {path} sha256 {spec.sha256}")
     for name in models.DERIVED:  # optional: absent is fine, present must verify
         path = directory / f"{name}.tflite"
         if not models.derived_present(name, directory):
             print(f"absent {path} (optional int8 variant; {models.derived_hint(name, directory)})")
             continue
-        record = models.verify_derived(name, directory)
+        try:
+            record = models.verify_derived(name, directory)
+        except ModelError as exc:
+            _err(str(exc))
+            failed += 1
+            continue
         gate = record["gate"]
         print(
             f"ok {path} sha256 {record['sha256']} (int8 variant, accuracy gate passed: mean "
             f"{models.share_of_torso(gate.get('mean_vs_float'))}, worst "
             f"{models.share_of_torso(gate.get('worst_vs_float'))} of torso vs float)"
         )
-    return 0
+    return 3 if failed else 0
 
 
 def _setup_logging(level: str) -> None:
@@ -408,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     mod = sub.add_parser("models", help="fetch or verify the model files")
     mod.add_argument("action", choices=("fetch", "verify"))
+    mod.add_argument(
+        "--model",
+        action="append",
+        choices=LANDMARK_MODELS,
+        help="fetch: a landmark model to fetch, repeatable (default: lite and full; heavy, 28 MB, "
+        "only when named); the detector is always fetched",
+    )
     mod.set_defaults(func=cmd_models)
     return parser
 
