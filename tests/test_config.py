@@ -29,6 +29,8 @@ def test_defaults_round_trip_through_toml(tmp_path):
         ("[source]\nfps = 0\n", "source.fps"),
         ("[source]\nloop = 1\n", "source.loop must be true or false"),
         ('[pipeline]\nvariant = "int4"\n', "pipeline.variant"),
+        ('[pipeline]\nmodel = "medium"\n', "pipeline.model must be lite, full or heavy"),
+        ('[pipeline]\nmodel = "lite"\nvariant = "int8"\n', "int8 exists for pipeline.model full"),
         ('[mqtt.tls]\nca_file = "/nope/ca.crt"\n', "mqtt.tls.ca_file"),
         ('[mqtt]\npassword_file = "/nope"\n', "mqtt.password_file"),
         ("[mqtt]\ntls = 3\n", "mqtt.tls must be a table"),
@@ -119,3 +121,13 @@ def test_check_config_command(tmp_path, capsys):
     assert "mqtt.port" in capsys.readouterr().err
     assert main(["check-config", "--config", str(good), "--print"]) == 0
     assert "port = 1884" in capsys.readouterr().out
+
+
+def test_model_key_and_flag(tmp_path, capsys):
+    assert Config().pipeline.model == "full"
+    path = write(tmp_path, '[pipeline]\nmodel = "lite"\n')
+    assert load(path).pipeline.model == "lite"
+    assert main(["check-config", "--config", str(path), "--model", "heavy", "--print"]) == 0
+    assert 'model = "heavy"' in capsys.readouterr().out
+    assert main(["check-config", "--config", str(path), "--variant", "int8"]) == 2
+    assert "pipeline.variant" in capsys.readouterr().err

@@ -13,13 +13,18 @@ import cv2
 
 from .. import __version__
 from ..pose import ModelError
-from ..pose.models import LANDMARK_MODELS
+from ..pose.models import DEFAULT_MODEL, LANDMARK_MODELS
 from .media import demo_clip
 
 VARIANT_CHOICES = ("auto", "float", "int8")
 VARIANT_HELP = (
     "model variant: auto (the fastest verified variant on this board, measured once and cached), "
-    "float, or int8 (the int8 estimator built by models/quantize.py)"
+    "float, or int8 (the int8 estimator built by models/quantize.py; full only)"
+)
+MODEL_HELP = (
+    "landmark model: lite (fastest), full or heavy (most accurate): MediaPipe's "
+    "model_complexity 0, 1, 2; lite and heavy need `blazepose-edge models fetch --model lite` "
+    "(or heavy) first"
 )
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -69,7 +74,10 @@ class Infer:
 
         if tracking not in self._estimators:
             self._estimators[tracking] = PoseEstimator(
-                variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
+                variant=self.args.variant,
+                num_threads=self.args.threads,
+                tracking=tracking,
+                model=self.args.model,
             )
         return self._estimators[tracking]
 
@@ -139,7 +147,17 @@ class Infer:
         self.video(path, cap)
 
 
+def _variant_problem(args: argparse.Namespace) -> str | None:
+    if args.variant == "int8" and args.model != "full":
+        return f"--variant int8 exists for --model full only, not {args.model} (use auto or float)"
+    return None
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
+    problem = _variant_problem(args)
+    if problem:
+        _err(problem)
+        return 2
     args.paths = args.paths or [str(demo_clip())]
     runner = Infer(args)
     failed = 0
@@ -173,13 +191,14 @@ def _bench_problem(args: argparse.Namespace) -> str | None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    problem = _bench_problem(args)
+    problem = _variant_problem(args) or _bench_problem(args)
     if problem:
         _err(problem)
         return 2
     source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
-                       show_progress=sys.stderr.isatty() or args.progress)  # fmt: skip
+                       show_progress=sys.stderr.isatty() or args.progress,
+                       model=args.model)  # fmt: skip
     print(bench.summary(report))
     try:
         if args.json:
@@ -260,6 +279,7 @@ def _load_config(args: argparse.Namespace):
         "mqtt.device_id": args.device_id,
         "mqtt.topic_prefix": args.topic_prefix,
         "daemon.max_frames": args.max_frames,
+        "pipeline.model": args.model,
         "pipeline.variant": args.variant,
         "pipeline.threads": args.threads,
     }
@@ -348,6 +368,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topic-prefix", help="first topic level (default blazepose)")
     p.add_argument("--max-frames", type=int, help="stop after N processed frames")
     p.add_argument(
+        "--model",
+        choices=LANDMARK_MODELS,
+        help=MODEL_HELP + f" (default: pipeline.model, {DEFAULT_MODEL})",
+    )
+    p.add_argument(
         "--variant",
         choices=VARIANT_CHOICES,
         help=VARIANT_HELP + " (default: pipeline.variant, auto)",
@@ -385,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="images, videos or folders (default: the demo clip that ships with blazepose-edge)",
     )
     infer.add_argument(
+        "--model",
+        choices=LANDMARK_MODELS,
+        default=DEFAULT_MODEL,
+        help=MODEL_HELP + f" (default: {DEFAULT_MODEL})",
+    )
+    infer.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
     )
     infer.add_argument(
@@ -406,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="per-stage latency and FPS on this machine")
     bench.add_argument(
         "--source", help="video file (default: the demo clip that ships with blazepose-edge)"
+    )
+    bench.add_argument(
+        "--model",
+        choices=LANDMARK_MODELS,
+        default=DEFAULT_MODEL,
+        help=MODEL_HELP + f" (default: {DEFAULT_MODEL})",
     )
     bench.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"

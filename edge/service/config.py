@@ -39,6 +39,7 @@ class SourceConfig:
 
 @dataclass
 class PipelineConfig:
+    model: str = "full"  # landmark model: "lite" (fastest), "full" or "heavy" (most accurate)
     variant: str = "auto"  # "auto" = the fastest verified variant on this board; "float"; "int8"
     threads: int = 0  # 0 = the CPUs this process may use, at most 4
     min_detection_score: float = 0.5
@@ -169,9 +170,19 @@ def validate(cfg: Config) -> Config:
     need(16 <= s.height <= 8192, "source.height", f"must be 16..8192, got {s.height}")
     need(0 < s.fps <= 1000, "source.fps", f"must be > 0 and <= 1000, got {s.fps}")
     need(
+        p.model in ("lite", "full", "heavy"),
+        "pipeline.model",
+        f"must be lite, full or heavy, got {p.model!r}",
+    )
+    need(
         p.variant in ("auto", "float", "int8"),
         "pipeline.variant",
         f"must be auto, float or int8, got {p.variant!r}",
+    )
+    need(
+        p.variant != "int8" or p.model == "full",
+        "pipeline.variant",
+        f"int8 exists for pipeline.model full only, not {p.model!r} (use auto or float)",
     )
     need(0 <= p.threads <= 64, "pipeline.threads", f"must be 0 (auto) .. 64, got {p.threads}")
     need(

@@ -44,6 +44,7 @@ class Daemon:
         self.device_id = cfg.device_id
         self._stop = threading.Event()
         self.estimator = estimator or PoseEstimator(
+            model=cfg.pipeline.model,
             variant=cfg.pipeline.variant,
             num_threads=cfg.pipeline.threads or None,
             tracking=True,
@@ -110,6 +111,7 @@ class Daemon:
             "dropped_frames": grabber.dropped if grabber else 0,
             "source_errors": grabber.errors if grabber else 0,
             "detector_share": round(self.estimator.detector_share, 4),
+            "model": self.estimator.model,
             "variant": self.estimator.variant,
             "publish": self.publisher.stats(),
         }
@@ -141,10 +143,11 @@ class Daemon:
         stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         stats_thread.start()
         log.info(
-            "running: %s -> %s, device %s, variant %s",
+            "running: %s -> %s, device %s, model %s, variant %s",
             self.source.description,
             "stdout" if cfg.mqtt.host.lower() == "none" else f"{cfg.mqtt.host}:{cfg.mqtt.port}",
             self.device_id,
+            self.estimator.model,
             self.estimator.variant,
         )
         ready = False
