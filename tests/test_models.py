@@ -50,7 +50,13 @@ def test_missing_optional_model_names_the_command_that_fetches_it(tmp_path, mode
 
 
 @pytest.mark.parametrize(
-    "text", ["{not json", '{"models": 3}', '{"models": {"pose_detection": {"size": 1}}}']
+    "text",
+    [
+        "{not json",
+        '{"models": 3}',
+        '{"models": {}}',  # no sources
+        '{"sources": {}, "models": {"pose_detection": {"size": 1}}}',
+    ],
 )
 def test_malformed_manifest_is_a_model_error(tmp_path, text):
     (tmp_path / "manifest.json").write_text(text)

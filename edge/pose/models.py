@@ -103,15 +103,11 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict:
     except (OSError, ValueError) as exc:
         manifest, problem = None, exc
     else:
-        problem = "no 'models' table"
-    if (
-        isinstance(manifest, dict)
-        and isinstance(manifest.get("models"), dict)
-        and isinstance(manifest.get("sources"), dict)
+        problem = "no 'models' or no 'sources' table"
+    if isinstance(manifest, dict) and all(
+        isinstance(manifest.get(table), dict) for table in ("models", "sources")
     ):
         return manifest
-    if isinstance(manifest, dict) and isinstance(manifest.get("models"), dict):
-        problem = "no 'sources' table"
     raise ModelError(
         f"model manifest {path} is unreadable or malformed ({problem}); reinstall blazepose-edge"
     )
