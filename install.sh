@@ -4,6 +4,9 @@
 #   ./install.sh              runtime, plus Mosquitto from apt if no MQTT broker answers locally
 #   ./install.sh --dev        also the test and lint tools (pytest, ruff, jsonschema)
 #   ./install.sh --no-broker  never install Mosquitto
+#   ./install.sh --models=lite,full,heavy
+#                             the landmark models to fetch (default lite,full; heavy is 28 MB); the
+#                             detector is always fetched
 #   ./install.sh --int8       also build the int8 estimator (models/quantize.py: calibrate on the test
 #                             media, gate against float; cached once it passes). Needs the project's
 #                             test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a quantizer
@@ -30,9 +33,11 @@ FOOTAGE=
 BROKER=1
 SERVICE=0
 UNINSTALL=0
+MODELS=
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
+    --models=*) MODELS="${arg#*=}" ;;
     --no-broker) BROKER=0 ;;
     --int8) INT8=1 ;;
     --int8-footage=*)
@@ -145,7 +150,9 @@ if [ "$SERVICE" = 1 ] && [ "$(pwd -P)" = "$SVC_HOME" ]; then
   export BLAZEPOSE_EDGE_MODELS=/var/lib/blazepose-edge/models  # the service's StateDirectory
 fi
 say "fetching and verifying the models"
-.venv/bin/blazepose-edge models fetch
+FETCH=()
+for m in ${MODELS//,/ }; do FETCH+=(--model "$m"); done
+.venv/bin/blazepose-edge models fetch "${FETCH[@]}"
 
 if [ "$INT8" = 1 ]; then
   # The quantizer and torch live in their own venv: the daemon never imports them.
@@ -235,7 +242,7 @@ if [ "$SERVICE" = 1 ]; then
     fi
     # the service's models live in its StateDirectory (edge.pose.models.models_dir)
     (cd "$SVC_HOME" && PYTHON=$svc_py BLAZEPOSE_EDGE_MODELS=/var/lib/blazepose-edge/models \
-      ./install.sh --no-broker)
+      ./install.sh --no-broker ${MODELS:+--models=$MODELS})
   fi
   id "$SVC_USER" >/dev/null 2>&1 || useradd --system --home-dir "$SVC_HOME" --no-create-home --shell /usr/sbin/nologin --user-group "$SVC_USER"
   getent group video >/dev/null && usermod -aG video "$SVC_USER"

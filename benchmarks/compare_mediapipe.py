@@ -6,9 +6,11 @@ itself never imports mediapipe)::
     python3.11 -m venv /tmp/mpvenv
     /tmp/mpvenv/bin/pip install mediapipe==0.10.14 numba ai-edge-litert psutil paho-mqtt
     PYTHONPATH=. /tmp/mpvenv/bin/python benchmarks/compare_mediapipe.py [--video V [V ...]] \
-        [--frames N] [--variants float,int8] [--threads N] [--json OUT]
+        [--frames N] [--model lite|full|heavy] [--variants float,int8] [--threads N] [--json OUT]
 
-Both run video mode (tracking + smoothing; MediaPipe's legacy Pose with model_complexity=1). Each
+Both run video mode (tracking + smoothing; MediaPipe's legacy Pose at the model's complexity: lite
+0, full 1, heavy 2; for lite and heavy copy ``pose_landmark_<model>.tflite`` into the venv's
+``mediapipe/modules/pose_landmark/`` first, or MediaPipe tries to download it). Each
 frame is given to MediaPipe and to each requested variant of ours, the order rotating frame by
 frame so that none always runs on a warmer cache; MediaPipe's time includes the BGR->RGB conversion it needs, ours starts from BGR.
 Reports each side's throughput, the ratio, and the landmark difference (mean 2D distance over
@@ -28,13 +30,14 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPLEXITY = {"lite": 0, "full": 1, "heavy": 2}  # MediaPipe's model_complexity per model
 
 
 def torso(lm: np.ndarray) -> float:
     return float(np.linalg.norm((lm[11, :2] + lm[12, :2]) / 2 - (lm[23, :2] + lm[24, :2]) / 2))
 
 
-def compare(video: str, ours: dict, frames_wanted: int, warmup: int) -> dict:
+def compare(video: str, ours: dict, frames_wanted: int, warmup: int, model: str = "full") -> dict:
     """One video: MediaPipe and each of ``ours`` (variant -> PoseEstimator) on the same frames,
     in an order rotating frame by frame; throughput and landmark difference."""
     import mediapipe as mp
@@ -52,7 +55,7 @@ def compare(video: str, ours: dict, frames_wanted: int, warmup: int) -> dict:
     for est in ours.values():
         est.reset()
     theirs = mp.solutions.pose.Pose(
-        static_image_mode=False, model_complexity=1, smooth_landmarks=True
+        static_image_mode=False, model_complexity=COMPLEXITY[model], smooth_landmarks=True
     )
     names = ["mediapipe", *ours]
     times = {k: [] for k in names}
@@ -94,6 +97,7 @@ def compare(video: str, ours: dict, frames_wanted: int, warmup: int) -> dict:
     fps_of = {k: len(t) / sum(t) for k, t in times.items()}
     report = {
         "video": video,
+        "model": model,
         "frames": len(times["mediapipe"]),
         "mediapipe": {
             "fps": round(fps_of["mediapipe"], 1),
@@ -124,7 +128,8 @@ def compare(video: str, ours: dict, frames_wanted: int, warmup: int) -> dict:
 def summary_line(report: dict) -> str:
     """One line per video: MediaPipe's FPS, then per variant the ratio and the landmark error."""
     parts = [
-        f"{Path(report['video']).name[:34]:34s} MediaPipe {report['mediapipe']['fps']:6.1f} FPS"
+        f"{Path(report['video']).name[:34]:34s} {report.get('model', 'full'):5s} "
+        f"MediaPipe {report['mediapipe']['fps']:6.1f} FPS"
     ]
     for name, r in report["ours"].items():
         e = r["landmark_error_torso_pct"]
@@ -145,15 +150,17 @@ def main() -> None:
                         help="one or more videos, run one after the other")  # fmt: skip
     parser.add_argument("--frames", type=int, default=200, help="per video")
     parser.add_argument("--threads", type=int, default=None, help="ours (default: auto)")
+    parser.add_argument("--model", choices=tuple(COMPLEXITY), default="full",
+                        help="landmark model, the same on both sides (default full)")  # fmt: skip
     parser.add_argument("--variants", default="auto",
                         help="comma-separated variants of ours, all run in the same pass")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
 
-    ours = {v: PoseEstimator(v, num_threads=args.threads, tracking=True)
+    ours = {v: PoseEstimator(v, num_threads=args.threads, tracking=True, model=args.model)
             for v in args.variants.split(",")}  # fmt: skip
-    reports = [compare(video, ours, args.frames, args.warmup) for video in args.video]
+    reports = [compare(video, ours, args.frames, args.warmup, args.model) for video in args.video]
     machine = f"{cpu_model()} ({cpu_isa()}), {os.cpu_count()} cores, {platform.machine()}"
     report = {"machine": machine, "videos": reports} if len(reports) > 1 else {
         "machine": machine, **reports[0]}  # fmt: skip

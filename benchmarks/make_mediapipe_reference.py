@@ -11,6 +11,16 @@ Run it from the project root::
     /work/scratch/mpvenv/bin/python benchmarks/make_mediapipe_reference.py \\
         --media ../shared/media --out tests/data/mediapipe_reference.json
 
+``--model lite|full|heavy`` picks MediaPipe's ``model_complexity`` (0, 1, 2; default full). The
+wheel ships only ``pose_landmark_full.tflite``; for lite and heavy, MediaPipe would download the
+model at run time. Copy ``pose_landmark_lite.tflite`` / ``pose_landmark_heavy.tflite`` (from
+``blazepose-edge models fetch --model lite --model heavy``, same SHA-256) into the scratch venv's
+``mediapipe/modules/pose_landmark/`` first; the script refuses to run without them. For lite and
+heavy the outputs default to ``tests/data/mediapipe_reference_<model>.json`` and
+``tests/data/mediapipe_reference_video_<model>.json``::
+
+    /work/scratch/mpvenv/bin/python benchmarks/make_mediapipe_reference.py --model lite
+
 It writes two JSON files:
 
 * ``--out``: static-image mode (``static_image_mode=True``) on every jpg/jpeg/png in
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -47,6 +58,7 @@ from pathlib import Path
 import cv2
 import mediapipe as mp
 
+COMPLEXITY = {"lite": 0, "full": 1, "heavy": 2}  # MediaPipe's model_complexity per model
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 VIDEOS = ("street.avi", "synthetic_arms_up_tfjs.mp4")
 
@@ -111,11 +123,11 @@ def torso_length(pose: dict | None) -> float | None:
     return math.hypot(sx - hx, sy - hy)
 
 
-def run_images(image_dir: Path) -> tuple[list[dict], list[float]]:
+def run_images(image_dir: Path, options: dict) -> tuple[list[dict], list[float]]:
     """Run static-image mode on every image; return records and per-call times (seconds)."""
     paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     records, times = [], []
-    with mp.solutions.pose.Pose(**STATIC_OPTIONS) as pose:
+    with mp.solutions.pose.Pose(**options) as pose:
         for path in paths:
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
@@ -136,7 +148,7 @@ def run_images(image_dir: Path) -> tuple[list[dict], list[float]]:
     return records, times
 
 
-def run_video(path: Path) -> tuple[dict, list[float]]:
+def run_video(path: Path, options: dict) -> tuple[dict, list[float]]:
     """Run video mode on every frame of one video; return its record and per-call times."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -144,7 +156,7 @@ def run_video(path: Path) -> tuple[dict, list[float]]:
     fps = cap.get(cv2.CAP_PROP_FPS)
     frames, times = [], []
     width = height = 0
-    with mp.solutions.pose.Pose(**VIDEO_OPTIONS) as pose:
+    with mp.solutions.pose.Pose(**options) as pose:
         while True:
             ok, bgr = cap.read()
             if not ok:
@@ -204,14 +216,39 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def model_file(model: str) -> Path:
+    """The landmark model MediaPipe will load for ``model``; exits if it is not in the venv (it
+    would try to download it)."""
+    folder = Path(mp.__file__).resolve().parent / "modules" / "pose_landmark"
+    path = folder / f"pose_landmark_{model}.tflite"
+    if not path.is_file():
+        raise SystemExit(
+            f"{path} is missing: copy pose_landmark_{model}.tflite there first (blazepose-edge "
+            f"models fetch --model {model} puts it in the models folder)"
+        )
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--media", type=Path, default=Path("../shared/media"))
-    parser.add_argument("--out", type=Path, default=Path("tests/data/mediapipe_reference.json"))
     parser.add_argument(
-        "--out-video", type=Path, default=Path("tests/data/mediapipe_reference_video.json")
-    )
+        "--model", choices=tuple(COMPLEXITY), default="full",
+        help="landmark model: lite, full or heavy (model_complexity 0, 1, 2; default full)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, help="image reference (default: by model)")
+    parser.add_argument("--out-video", type=Path, help="video reference (default: by model)")
     args = parser.parse_args(argv)
+    suffix = "" if args.model == "full" else f"_{args.model}"
+    args.out = args.out or Path(f"tests/data/mediapipe_reference{suffix}.json")
+    args.out_video = args.out_video or Path(f"tests/data/mediapipe_reference_video{suffix}.json")
+    static_options = {**STATIC_OPTIONS, "model_complexity": COMPLEXITY[args.model]}
+    video_options = {**VIDEO_OPTIONS, "model_complexity": COMPLEXITY[args.model]}
+    landmark_model = model_file(args.model)
 
     command = "python " + shlex.join(["benchmarks/make_mediapipe_reference.py", *sys.argv[1:]])
     common = {
@@ -221,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "mediapipe_version": mp.__version__,
         "opencv_version": cv2.__version__,
         "python_version": platform.python_version(),
+        "model": args.model,
+        "model_sha256": sha256_of(landmark_model),
         "landmark_fields": ["x_px", "y_px", "z_px", "visibility", "presence"],
         "world_landmark_fields": ["x_m", "y_m", "z_m"],
         "notes": (
@@ -229,16 +268,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
 
-    images, image_times = run_images(args.media / "images")
-    write_json(args.out, {**common, "mode": "image", "options": STATIC_OPTIONS}, "images", images)
+    images, image_times = run_images(args.media / "images", static_options)
+    write_json(args.out, {**common, "mode": "image", "options": static_options}, "images", images)
 
     videos, video_times = [], {}
     for name in VIDEOS:
-        record, times = run_video(args.media / "video" / name)
+        record, times = run_video(args.media / "video" / name, video_options)
         videos.append(record)
         video_times[name] = times
     write_json(
-        args.out_video, {**common, "mode": "video", "options": VIDEO_OPTIONS}, "videos", videos
+        args.out_video, {**common, "mode": "video", "options": video_options}, "videos", videos
     )
 
     print(f"{'image':<52} {'WxH':>10} {'found':>5} {'torso_px':>9}")

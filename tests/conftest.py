@@ -70,15 +70,34 @@ def media() -> Path:
 
 @pytest.fixture(scope="session")
 def models_ready() -> None:
+    """The detector and the default landmark model (full) are fetched and verify."""
     from edge.pose import models
 
     try:
-        for name in models.specs():
+        for name in (models.DETECTOR, models.estimator_name(models.DEFAULT_MODEL)):
             models.locate(name)
     except models.ModelError as exc:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def need_model(models_ready):
+    """``need_model("heavy")``: skip the test unless that landmark model was fetched (CI fetches
+    all three: absent there is a failure)."""
+    from edge.pose import models
+
+    def need(model: str) -> None:
+        try:
+            models.locate(models.estimator_name(model))
+        except models.ModelError as exc:
+            message = f"the {model} landmark model is not fetched here: {exc}"
+            if os.environ.get("CI"):
+                pytest.fail(f"CI fetches every landmark model (.ci/run): {message}")
+            pytest.skip(message)
+
+    return need
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def test_bench_report_and_plot(media, models_ready, tmp_path):
     assert report["env"]["threads"] == 1 and report["resources"]["peak_rss_mb"] > 50
     assert report["env"]["isa"] == board.cpu_isa()  # which core the figures are from
     assert len(report["env"]["models"]["pose_landmark_full"]) == 64
-    assert report["env"]["variant_requested"] == "auto"
+    assert report["env"]["variant_requested"] == "auto" and report["env"]["model"] == "full"
     assert report["env"]["variant"] in ("float", "int8") and report["env"]["variant_reason"]
     png = tmp_path / "lat.png"
     bench.plot(report, str(png))
@@ -74,3 +74,16 @@ def test_bench_bad_paths_refused_before_measuring(media, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["bench", "--source", video, "--plot", str(tmp_path / "p.txt")]) == 2
     assert "image file name" in capsys.readouterr().err
+
+
+def test_bench_names_the_landmark_model(media, need_model, capsys):
+    need_model("lite")
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    assert (
+        main(["bench", "--model", "lite", "--source", video, "--frames", "5", "--warmup", "1"]) == 0
+    )
+    assert "FPS" in capsys.readouterr().out
+    report = bench.run(video, frames=3, warmup=1, threads=1, show_progress=False, model="lite")
+    assert report["env"]["model"] == "lite" and report["env"]["variant"] == "float"
+    assert set(report["env"]["models"]) == {"pose_detection", "pose_landmark_lite"}
+    assert bench.summary(report).count("lite float") == 1

@@ -68,8 +68,41 @@ def test_annotate_never_overwrites_an_input_or_an_earlier_output(media, models_r
 
 
 def test_models_verify(models_ready, capsys):
+    from edge.pose import models
+
     assert main(["models", "verify"]) == 0
-    assert capsys.readouterr().out.count("ok ") == 2
+    lines = capsys.readouterr().out.splitlines()
+    for name in ("pose_detection", "pose_landmark_full"):
+        assert any(line.startswith("ok ") and f"{name}.tflite" in line for line in lines)
+    for model in ("lite", "heavy"):  # listed either way: ok, or absent with the fetch command
+        (line,) = [line for line in lines if f"pose_landmark_{model}.tflite" in line]
+        present = (models.models_dir() / f"pose_landmark_{model}.tflite").exists()
+        assert line.startswith("ok ") if present else f"fetch --model {model}" in line
+
+
+def test_models_verify_lists_absent_optional_models_and_fails_on_a_broken_one(
+    tmp_path, monkeypatch, models_ready, capsys
+):
+    from edge.pose import models
+
+    for name in ("pose_detection", "pose_landmark_full"):
+        (tmp_path / f"{name}.tflite").symlink_to(models.locate(name))
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MODELS", str(tmp_path))
+    assert main(["models", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "absent" in out and "models fetch --model heavy" in out
+    (tmp_path / "pose_landmark_heavy.tflite").write_bytes(b"not a model")
+    assert main(["models", "verify"]) == 3
+    captured = capsys.readouterr()
+    assert "pose_landmark_heavy.tflite has 11 bytes" in captured.err
+    assert "ok " in captured.out  # the others are still listed
+
+
+def test_models_fetch_rejects_an_unknown_model(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["models", "fetch", "--model", "medium"])
+    assert exc.value.code == 2
+    assert "lite" in capsys.readouterr().err
 
 
 def test_missing_models_exit_code(tmp_path, monkeypatch, capsys):

@@ -34,6 +34,8 @@ def test_defaults_round_trip_through_toml(tmp_path):
         ("[source]\nfps = 0\n", "source.fps"),
         ("[source]\nloop = 1\n", "source.loop must be true or false"),
         ('[pipeline]\nvariant = "int4"\n', "pipeline.variant"),
+        ('[pipeline]\nmodel = "medium"\n', "pipeline.model must be lite, full or heavy"),
+        ('[pipeline]\nmodel = "lite"\nvariant = "int8"\n', "int8 exists for pipeline.model full"),
         ('[mqtt.tls]\nca_file = "/nope/ca.crt"\n', "mqtt.tls.ca_file"),
         ('[mqtt]\npassword_file = "/nope"\n', "mqtt.password_file"),
         ("[mqtt]\ntls = 3\n", "mqtt.tls must be a table"),
@@ -159,7 +161,7 @@ def test_validate_checks_types_of_a_config_built_in_code():
 
 
 def test_every_key_is_declared_once_with_a_description():
-    assert len(config.KEYS) == 39
+    assert len(config.KEYS) == 40
     for key in config.KEYS.values():
         assert key.spec.doc.strip(), key.name
         assert key.type in (bool, int, float, str), key.name
@@ -234,3 +236,13 @@ def test_run_flags_show_the_model_defaults(monkeypatch, capsys):
     assert 'mqtt.host, default "localhost"' in help_text
     assert "Broker port. (mqtt.port" in help_text
     assert "pipeline.threads, default 0" in help_text
+
+
+def test_model_key_and_flag(tmp_path, capsys):
+    assert Config().pipeline.model == "full"
+    path = write(tmp_path, '[pipeline]\nmodel = "lite"\n')
+    assert load(path).pipeline.model == "lite"
+    assert main(["check-config", "--config", str(path), "--model", "heavy", "--print"]) == 0
+    assert 'model = "heavy"' in capsys.readouterr().out
+    assert main(["check-config", "--config", str(path), "--variant", "int8"]) == 2
+    assert "pipeline.variant" in capsys.readouterr().err

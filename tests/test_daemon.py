@@ -317,6 +317,7 @@ def test_stats_topic(media, models_ready, broker, tmp_path):
     assert "dropped_frames" in stats and "temperature_c" in stats
     assert 0 < stats["detector_share"] < 0.5
     assert stats["variant"] in ("float", "int8")  # auto resolved to the variant in use
+    assert stats["model"] == "full"
 
 
 def test_systemd_notifications(media, models_ready, tmp_path):

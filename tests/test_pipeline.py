@@ -149,3 +149,23 @@ def test_close_and_context_manager(models_ready):
         est.process(frame)
     assert (est.backend, est.num_threads) == (backend, threads)  # still readable
     est.close()  # twice is fine
+
+
+@pytest.mark.parametrize("model", ["lite", "heavy"])
+def test_lite_and_heavy_segment_and_track(media, need_model, model):
+    """Everything around the landmark model is the same for each: segmentation when asked (the
+    unpruned graph), tracking in video mode."""
+    need_model(model)
+    est = PoseEstimator(model=model, tracking=False, segmentation=True)
+    assert est.model == model and est.estimator.model.path.name == f"pose_landmark_{model}.tflite"
+    frame = cv2.imread(str(media / "images" / "standing_businessman_pixabay.jpeg"))
+    pose = est.process(frame)[0]
+    hip = pose.landmarks[[23, 24], :2].mean(axis=0).astype(int)
+    assert pose.segmentation_mask[hip[1], hip[0]] > 0.5 and pose.segmentation_mask[5, 5] < 0.5
+    video = PoseEstimator(model=model, tracking=True)
+    assert video.estimator.model.pruned  # no segmentation: the mask head is cut out
+    cap = cv2.VideoCapture(str(media / "video" / "synthetic_arms_up_tfjs.mp4"))
+    for n in range(30):
+        ok, frame = cap.read()
+        assert ok and video.process(frame, timestamp_ms=n * 100 / 3)
+    assert video.detector_runs == 1

@@ -82,14 +82,18 @@ def test_default_threads_capped_at_four():
     assert 1 <= runtime.default_threads() <= 4
 
 
-def test_pruned_estimator_gives_identical_outputs(models_ready):
+@pytest.mark.parametrize("name", ["lite", "full", "heavy"])
+def test_pruned_estimator_gives_identical_outputs(models_ready, need_model, name):
+    """The three landmark models have the same input and outputs (found by shape), and each
+    pruned graph gives the very same values."""
     from edge.pose.landmarks import LandmarkModel
 
+    need_model(name)
+    path = locate(f"pose_landmark_{name}")
     roles = ("landmarks", "flag", "heatmap", "world")
-    full = runtime.Model(locate("pose_landmark_full"), LandmarkModel.OUTPUTS, num_threads=1)
-    pruned = runtime.Model(
-        locate("pose_landmark_full"), LandmarkModel.OUTPUTS, num_threads=1, prune_to=roles
-    )
+    full = runtime.Model(path, LandmarkModel.OUTPUTS, num_threads=1)
+    assert full.input.shape == (1, 256, 256, 3) and set(full.outputs) == set(LandmarkModel.OUTPUTS)
+    pruned = runtime.Model(path, LandmarkModel.OUTPUTS, num_threads=1, prune_to=roles)
     assert pruned.pruned and "segmentation" not in pruned.outputs
     x = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
     for model in (full, pruned):

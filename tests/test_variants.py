@@ -142,7 +142,7 @@ def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
     (entry,) = json.loads(cache.read_text())["choices"].values()
     assert entry["variant"] == first.variant
     assert set(entry["invoke_ms"]) == {"float", "int8"}
-    assert entry["board"]["threads"] == 1
+    assert entry["board"]["threads"] == 1 and entry["board"]["model"] == "full"
     assert entry["board"]["models"]["int8"] == models.sha256_of(int8_dir / f"{INT8}.tflite")
 
     caplog.clear()
@@ -192,6 +192,40 @@ def test_auto_picks_the_faster_and_survives_an_unwritable_cache(int8_dir, monkey
 def test_auto_keeps_float_when_int8_is_within_noise(int8_dir, monkeypatch):
     monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 5.0, "int8": 4.9})
     assert PoseEstimator(tracking=False, models_dir=int8_dir).variant == "float"
+
+
+def test_variants_per_model():
+    assert variants.variants("full") == {
+        "float": ("pose_detection", "pose_landmark_full"),
+        "int8": ("pose_detection", INT8),
+    }
+    for model in ("lite", "heavy"):  # no int8 estimator is derived from these
+        assert variants.variants(model) == {"float": ("pose_detection", f"pose_landmark_{model}")}
+
+
+def test_model_and_variant_are_checked_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'medium'; choose one of lite, full, heavy"):
+        PoseEstimator(model="medium", models_dir=tmp_path)
+    with pytest.raises(ValueError, match="no int8 estimator for model 'lite'"):
+        PoseEstimator(model="lite", variant="int8", models_dir=tmp_path)
+
+
+@pytest.mark.parametrize("model", ["lite", "heavy"])
+def test_auto_for_lite_or_heavy_never_picks_full_int8(int8_dir, need_model, model, monkeypatch):
+    need_model(model)
+    shutil.copy(models.locate(f"pose_landmark_{model}"), int8_dir)
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    est = PoseEstimator(model=model, tracking=False, models_dir=int8_dir)
+    assert est.model == model and est.variant == "float"
+    assert est.model_files["estimator"] == int8_dir / f"pose_landmark_{model}.tflite"
+    assert f"only verified variant (int8 none for {model})" in est.variant_reason
+
+
+def test_a_missing_model_names_the_command_that_fetches_it(float_dir, capsys):
+    with pytest.raises(models.ModelError, match="models fetch --model heavy"):
+        PoseEstimator(model="heavy", models_dir=float_dir)
+    assert main(["infer", "--model", "lite", "--variant", "int8"]) == 2
+    assert "--variant int8 exists for --model full only" in capsys.readouterr().err
 
 
 def test_cache_directory_order(monkeypatch, tmp_path):

@@ -1,4 +1,6 @@
-"""Landmark estimator: BlazePose full (``pose_landmark_full.tflite``) on a rotated 256x256 ROI.
+"""Landmark estimator: BlazePose lite, full or heavy (``pose_landmark_<model>.tflite``) on a
+rotated 256x256 ROI. The three models have the same input and outputs (checked at load by shape)
+and MediaPipe decodes them alike.
 
 frame + ROI -> crop into the model input (RGB, [0, 1], the Numba kernel) -> model -> 39 landmarks
 (x, y, z, visibility, presence), refined from the heatmap and projected back through the ROI to

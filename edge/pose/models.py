@@ -1,8 +1,19 @@
 """Model files: locate, verify and fetch them.
 
-The models are never downloaded at run time. ``fetch()`` (run by ``install.sh``) downloads one pinned
-MediaPipe wheel from PyPI with pip, checks its SHA-256, extracts the two ``.tflite`` members and
-checks theirs. At run time ``locate()`` only finds and verifies files already on disk.
+The models are never downloaded at run time. ``fetch()`` (run by ``install.sh``) downloads the
+pinned archives the requested models come from, checks each archive's checksum, extracts the
+``.tflite`` members and checks theirs, then deletes the archive. The manifest lists the sources:
+
+* ``wheel``: one MediaPipe wheel from PyPI, fetched with pip (the detector and the full model);
+* ``npm``: the ``@mediapipe/pose`` tarball from the npm registry, a plain HTTPS download with
+  urllib (the lite and heavy models; npm itself is not needed).
+
+At run time ``locate()`` only finds and verifies files already on disk.
+
+The landmark model comes in three sizes, MediaPipe's ``model_complexity`` 0, 1 and 2:
+``lite``, ``full`` (the default) and ``heavy``. The models marked ``default`` in the manifest
+(the detector, full and lite) are what ``fetch()`` fetches unless told otherwise; heavy (28 MB)
+only when asked for.
 
 Derived models (``DERIVED``: the int8 estimator) are built on the machine by ``models/quantize.py``
 and are not in the manifest. Each comes with a record ``<name>.json`` beside it giving its size,
@@ -12,20 +23,29 @@ gate; ``locate()`` accepts one only when all of these check out.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
+import urllib.request
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 ENV_MODELS_DIR = "BLAZEPOSE_EDGE_MODELS"
 MANIFEST_PATH = Path(__file__).resolve().parent / "manifest.json"  # package data
 FIX_HINT = "run `blazepose-edge models fetch` (or ./install.sh) to fetch and verify it"
+DETECTOR = "pose_detection"
+LANDMARK_MODELS = ("lite", "full", "heavy")  # MediaPipe's model_complexity 0, 1, 2
+DEFAULT_MODEL = "full"
 DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> its source model
+DOWNLOAD_TIMEOUT = 60.0  # seconds without data before a download is given up
 
 
 class ModelError(RuntimeError):
@@ -36,9 +56,32 @@ class ModelError(RuntimeError):
 class ModelSpec:
     name: str
     file: str
-    member: str
+    member: str  # its path inside the source's archive
     size: int
     sha256: str
+    source: str  # a key of the manifest's "sources"
+    default: bool = False  # fetched when no model is named
+
+
+def estimator_name(model: str) -> str:
+    """The manifest name of landmark model ``model`` (lite, full or heavy)."""
+    if model not in LANDMARK_MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(LANDMARK_MODELS)}")
+    return f"pose_landmark_{model}"
+
+
+def int8_name(model: str) -> str | None:
+    """The derived int8 estimator of landmark model ``model``, if there is one."""
+    name = f"{estimator_name(model)}_int8"
+    return name if name in DERIVED else None
+
+
+def fix_hint(name: str) -> str:
+    """The command that fetches model ``name``."""
+    model = name.removeprefix("pose_landmark_")
+    if model in LANDMARK_MODELS:
+        return f"run `blazepose-edge models fetch --model {model}` to fetch and verify it"
+    return FIX_HINT
 
 
 def models_dir() -> Path:
@@ -60,8 +103,10 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict:
     except (OSError, ValueError) as exc:
         manifest, problem = None, exc
     else:
-        problem = "no 'models' table"
-    if isinstance(manifest, dict) and isinstance(manifest.get("models"), dict):
+        problem = "no 'models' or no 'sources' table"
+    if isinstance(manifest, dict) and all(
+        isinstance(manifest.get(table), dict) for table in ("models", "sources")
+    ):
         return manifest
     raise ModelError(
         f"model manifest {path} is unreadable or malformed ({problem}); reinstall blazepose-edge"
@@ -71,9 +116,23 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict:
 def specs(manifest: dict | None = None) -> dict[str, ModelSpec]:
     manifest = manifest or load_manifest()
     try:
-        return {name: ModelSpec(name=name, **entry) for name, entry in manifest["models"].items()}
+        table = {name: ModelSpec(name=name, **entry) for name, entry in manifest["models"].items()}
     except TypeError as exc:
         raise ModelError(f"model manifest: an entry is malformed ({exc})") from exc
+    for spec in table.values():
+        if spec.source not in manifest["sources"]:
+            raise ModelError(f"model manifest: {spec.name} names an unknown source {spec.source!r}")
+    return table
+
+
+def selection(models: Iterable[str] | None = None, manifest: dict | None = None) -> list[ModelSpec]:
+    """The manifest entries for landmark models ``models`` (lite, full, heavy) and the detector
+    they all need; with ``models`` None, the default ones."""
+    table = specs(manifest)
+    if models is None:
+        return [spec for spec in table.values() if spec.default]
+    names = {DETECTOR} | {estimator_name(m) for m in models}
+    return [spec for spec in table.values() if spec.name in names]
 
 
 def sha256_of(path: Path) -> str:
@@ -85,19 +144,20 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(spec: ModelSpec, path: Path) -> None:
+    hint = fix_hint(spec.name)
     if not path.is_file():
-        raise ModelError(f"model file {path} is missing; {FIX_HINT}")
+        raise ModelError(f"model file {path} is missing; {hint}")
     size = path.stat().st_size
     if size != spec.size:
         raise ModelError(
             f"model file {path} has {size} bytes, expected {spec.size} (truncated or replaced); "
-            f"{FIX_HINT}"
+            f"{hint}"
         )
     actual = sha256_of(path)
     if actual != spec.sha256:
         raise ModelError(
             f"model file {path} fails its checksum (sha256 {actual}, expected {spec.sha256}); "
-            f"{FIX_HINT}"
+            f"{hint}"
         )
 
 
@@ -194,37 +254,91 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
     return record
 
 
-def fetch(directory: Path | None = None, quiet: bool = False) -> list[Path]:
-    """Fetch the pinned wheel with pip into a temporary folder, verify it, extract the models and
-    delete the wheel (36 MB that a Pi's SD card need not keep). Idempotent: files that verify are
-    kept and nothing is downloaded."""
+def fetch(
+    directory: Path | None = None,
+    quiet: bool = False,
+    models: Iterable[str] | None = None,
+    manifest: dict | None = None,
+) -> list[Path]:
+    """Fetch landmark models ``models`` (lite, full, heavy; default: the manifest's default ones)
+    and the detector: each source archive they come from is downloaded once into a temporary
+    folder, verified, the models extracted and verified, and the archive deleted (tens of MB that
+    a Pi's SD card need not keep). Idempotent: files that verify are kept and nothing is
+    downloaded. Returns the paths of the requested models."""
     directory = directory or models_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = load_manifest()
-    table = specs(manifest)
+    manifest = manifest or load_manifest()
+    wanted = selection(models, manifest)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
 
-    todo = []
-    for spec in table.values():
+    todo: dict[str, list[ModelSpec]] = {}
+    for spec in wanted:
         try:
             verify(spec, directory / spec.file)
             say(f"ok      {directory / spec.file} (sha256 verified)")
         except ModelError:
-            todo.append(spec)
-    if todo:
+            todo.setdefault(spec.source, []).append(spec)
+    for source_name, missing in todo.items():
+        source = manifest["sources"][source_name]
         with tempfile.TemporaryDirectory(prefix="blazepose-edge-fetch-") as tmpdir:
-            wheel = _wheel(manifest["source"], Path(tmpdir), say)
-            with zipfile.ZipFile(wheel) as zf:
-                for spec in todo:
-                    target = directory / spec.file
-                    tmp = target.with_suffix(".part")
-                    with zf.open(spec.member) as src, open(tmp, "wb") as dst:
-                        while block := src.read(1 << 20):
-                            dst.write(block)
-                    verify(spec, tmp)
-                    os.replace(tmp, target)
-                    say(f"fetched {target} (sha256 verified)")
-    return [directory / spec.file for spec in table.values()]
+            kind = source.get("kind")
+            if kind == "wheel":
+                archive = _wheel(source, Path(tmpdir), say)
+                members = _wheel_members(archive)
+            elif kind == "npm":
+                archive = _tarball(source, Path(tmpdir), say)
+                members = _tarball_members(archive)
+            else:
+                raise ModelError(
+                    f"model manifest: source {source_name!r} has unknown kind {kind!r}"
+                )
+            by_member = {spec.member: spec for spec in missing}
+            with contextlib.closing(members):
+                for member, stream in members:
+                    spec = by_member.pop(member, None)
+                    if spec is not None:
+                        _extract(spec, stream, directory)
+                        say(f"fetched {directory / spec.file} (sha256 verified)")
+                    if not by_member:
+                        break
+            if by_member:
+                raise ModelError(
+                    f"{archive.name} has no {', '.join(sorted(by_member))}; the manifest and "
+                    "the archive disagree"
+                )
+    return [directory / spec.file for spec in wanted]
+
+
+def _extract(spec: ModelSpec, stream, directory: Path) -> None:
+    """Write ``stream`` to ``spec``'s file in ``directory`` through a ``.part`` file that takes its
+    place only once it verifies."""
+    target = directory / spec.file
+    tmp = target.with_suffix(".part")
+    try:
+        with open(tmp, "wb") as dst:
+            while block := stream.read(1 << 20):
+                dst.write(block)
+        verify(spec, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _wheel_members(wheel: Path):
+    """(member name, readable stream) for each file in ``wheel``."""
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as stream:
+                yield info.filename, stream
+
+
+def _tarball_members(tarball: Path):
+    """(member name, readable stream) for each regular file in the gzipped ``tarball``, read in
+    one pass; nothing is written but what the caller writes."""
+    with tarfile.open(tarball, "r|gz") as tf:
+        for info in tf:
+            if info.isfile():
+                yield info.name, tf.extractfile(info)
 
 
 def _wheel(source: dict, folder: Path, say) -> Path:
@@ -246,3 +360,47 @@ def _wheel(source: dict, folder: Path, say) -> Path:
             f"downloaded {source['wheel']} has sha256 {actual}, expected {source['wheel_sha256']}"
         )
     return wheel
+
+
+_urlopen = urllib.request.urlopen  # the tests serve archives through this
+
+
+def _tarball(source: dict, folder: Path, say) -> Path:
+    """Download the npm tarball over HTTPS into ``folder``, checked against the manifest's size
+    and npm's ``integrity`` (sha512, base64) while it streams in."""
+    url, size = source["url"], int(source["size"])
+    if not url.startswith("https://"):
+        raise ModelError(f"model manifest: {url} is not an https:// address")
+    algorithm, _, expected = source["integrity"].partition("-")
+    if algorithm not in ("sha512", "sha384", "sha256") or not expected:
+        raise ModelError(f"model manifest: unsupported integrity {source['integrity']!r}")
+    digest = hashlib.new(algorithm)
+    path = folder / url.rsplit("/", 1)[-1]
+    say(
+        f"downloading {source['package']}@{source['version']} from the npm registry "
+        f"({size / 1e6:.0f} MB, archive only)"
+    )
+    received = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "blazepose-edge models fetch"})
+    try:
+        with _urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response, open(path, "wb") as out:
+            while block := response.read(1 << 20):
+                received += len(block)
+                if received > size:
+                    break
+                digest.update(block)
+                out.write(block)
+    except OSError as exc:  # urllib.error.URLError, timeouts, a full disk
+        raise ModelError(
+            f"could not download {url}: {getattr(exc, 'reason', None) or exc}"
+        ) from exc
+    if received != size:
+        raise ModelError(
+            f"downloaded {url} has {'more than ' if received > size else ''}{received} bytes, "
+            f"expected {size}"
+        )
+    actual = base64.b64encode(digest.digest()).decode()
+    if actual != expected:
+        raise ModelError(f"downloaded {url} fails its integrity check ({algorithm}-{actual}, "
+                         f"expected {source['integrity']})")  # fmt: skip
+    return path

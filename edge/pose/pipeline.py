@@ -15,13 +15,13 @@ import numpy as np
 
 from .detector import MIN_SCORE, Detector
 from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
-from .models import locate
+from .models import DEFAULT_MODEL, LANDMARK_MODELS, int8_name, locate
 from .models import models_dir as default_models_dir
 from .roi import Roi, rect_to_roi
 from .smoothing import PoseSmoother
 from .stopwatch import Stopwatch
 from .tracking import Tracker, roi_from_detection
-from .variants import CHOICES, VARIANTS, choose
+from .variants import CHOICES, choose, variants
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,15 @@ class PoseEstimator:
     ``tracking=True`` is video mode: the detector runs only when the person is lost, and landmarks
     are smoothed over time. ``tracking=False`` is static-image mode: each call is independent.
 
+    ``model``: the landmark model, ``"lite"``, ``"full"`` (the default) or ``"heavy"``:
+    MediaPipe's ``model_complexity`` 0, 1 and 2, from fastest to most accurate. Each must have
+    been fetched (``blazepose-edge models fetch --model heavy``).
+
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
-    accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest verified variant on
-    this board, measured once and cached; see ``edge/variants.py``). ``self.variant`` is the one
-    in use and ``self.variant_reason`` says why.
+    for full only, accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest
+    verified variant of ``model`` on this board, measured once and cached; see
+    ``edge/pose/variants.py``). ``self.variant`` is the one in use and ``self.variant_reason``
+    says why.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class PoseEstimator:
         num_threads: int | None = None,
         tracking: bool = True,
         *,
+        model: str = DEFAULT_MODEL,
         smoothing: bool | None = None,
         segmentation: bool = False,
         min_detection_score: float = MIN_SCORE,
@@ -95,8 +101,15 @@ class PoseEstimator:
         backend: str | None = None,
         models_dir: str | Path | None = None,
     ):
+        if model not in LANDMARK_MODELS:
+            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(LANDMARK_MODELS)}")
         if variant not in CHOICES:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
+        if variant == "int8" and int8_name(model) is None:
+            raise ValueError(
+                f"there is no int8 estimator for model {model!r} (only for full); use variant "
+                "'float' or 'auto'"
+            )
         if not 0.0 < min_detection_score < 1.0:
             raise ValueError(f"min_detection_score must be in (0, 1), not {min_detection_score}")
         if variant == "int8" and segmentation:
@@ -111,15 +124,17 @@ class PoseEstimator:
         def load(path: Path) -> LandmarkModel:
             return LandmarkModel(path, num_threads, backend, warp=warp, segmentation=segmentation)
 
+        table = variants(model)
         if variant == "auto":
-            choice = choose(directory, num_threads, backend, segmentation, load)
+            choice = choose(directory, num_threads, backend, segmentation, load, model)
             self.variant, self.variant_reason = choice.variant, choice.reason
             self.estimator = choice.model
         else:
             self.variant, self.variant_reason = variant, "requested"
-            self.estimator = load(locate(VARIANTS[variant][1], directory))
+            self.estimator = load(locate(table[variant][1], directory))
+        self.model = model
         self.detector = Detector(
-            locate(VARIANTS[self.variant][0], directory), num_threads, backend,
+            locate(table[self.variant][0], directory), num_threads, backend,
             min_score=min_detection_score,
         )  # fmt: skip
         self.tracking = tracking

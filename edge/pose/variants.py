@@ -1,16 +1,18 @@
 """Model variants, and the ``auto`` choice between them.
 
-A variant is a (detector, estimator) pair of model names. The detector is the float MediaPipe model
-in every variant; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
-machine, which is used only when its record verifies and its accuracy gate passed
-(``models.verify_derived``).
+A variant is a (detector, estimator) pair of model names for one landmark model (lite, full or
+heavy). The detector is the float MediaPipe model in every variant; ``float`` uses the landmark
+model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
+machine (for full only: ``models.DERIVED``), which is used only when its record verifies and its
+accuracy gate passed (``models.verify_derived``).
 
 ``auto`` takes the variants whose files are present and verify. With one, it is used. With more,
 the first start measures each estimator's invoke for a few seconds (interleaved rounds on a fixed
 synthetic crop, the configured thread count), takes the fastest (float unless another is at least
 ``MARGIN`` faster, so noise does not decide) and caches the choice in
-``variant.json`` in the cache directory, keyed by the board (CPU model and instruction set, device-tree model, machine,
-thread count, runtime and the candidates' SHA-256s): later starts on the same board reuse it.
+``variant.json`` in the cache directory, keyed by the board (CPU model and instruction set,
+device-tree model, machine, thread count, runtime, landmark model and the candidates' SHA-256s):
+later starts on the same board reuse it.
 """
 
 from __future__ import annotations
@@ -37,11 +39,19 @@ from .runtime import default_threads, interpreter_class
 
 log = logging.getLogger(__name__)
 
-VARIANTS = {
-    "float": ("pose_detection", "pose_landmark_full"),
-    "int8": ("pose_detection", "pose_landmark_full_int8"),
-}
-CHOICES = ("auto", *VARIANTS)
+
+def variants(model: str = models.DEFAULT_MODEL) -> dict[str, tuple[str, str]]:
+    """{variant: (detector, estimator)} for landmark model ``model``: ``float`` always, ``int8``
+    where a derived int8 estimator exists for it."""
+    table = {"float": (models.DETECTOR, models.estimator_name(model))}
+    int8 = models.int8_name(model)
+    if int8:
+        table["int8"] = (models.DETECTOR, int8)
+    return table
+
+
+VARIANTS = variants()  # full's
+CHOICES = ("auto", "float", "int8")
 MEASURE_SECONDS = 3.0  # measuring window of ``auto`` at first start
 ROUND_INVOKES = 10  # invokes per candidate per round; rounds alternate the candidates' order
 MIN_ROUNDS = 2
@@ -70,14 +80,20 @@ def cache_dir() -> Path | None:
         return None
 
 
-def candidates(directory: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
-    """The variants whose estimator is present and verifies, {variant: (path, sha256)}, and why
-    the others are left out, {variant: "absent" | "unusable"}. A broken float model raises
-    ``ModelError``; an int8 model that is present but does not verify is left out with a
-    warning."""
+def candidates(
+    directory: Path, model: str = models.DEFAULT_MODEL
+) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
+    """The variants of landmark model ``model`` whose estimator is present and verifies,
+    {variant: (path, sha256)}, and why the others are left out, {variant: "absent" | "unusable"
+    | "none for <model>"}. A broken float model raises ``ModelError``; an int8 model that is
+    present but does not verify is left out with a warning."""
     found: dict[str, tuple[Path, str]] = {}
     left_out: dict[str, str] = {}
-    for variant, (_, name) in VARIANTS.items():
+    table = variants(model)
+    for variant in CHOICES[1:]:
+        if variant not in table:
+            left_out[variant] = f"none for {model}"
+    for variant, (_, name) in table.items():
         if name in models.DERIVED:
             if not models.derived_present(name, directory):
                 left_out[variant] = "absent"
@@ -105,9 +121,16 @@ def _runtime(backend: str | None) -> str:
         return name
 
 
-def board_key(threads: int, runtime: str, segmentation: bool, shas: dict[str, str]) -> dict:
+def board_key(
+    threads: int,
+    runtime: str,
+    segmentation: bool,
+    shas: dict[str, str],
+    model: str = models.DEFAULT_MODEL,
+) -> dict:
     """What the fastest variant depends on."""
     return {
+        "model": model,
         "cpu": cpu_model(),
         "isa": cpu_isa(),
         "board": board_model(),
@@ -205,19 +228,21 @@ def choose(
     backend: str | None,
     segmentation: bool,
     load: Callable[[Path], Any],
+    model: str = models.DEFAULT_MODEL,
 ) -> Choice:
-    """Pick the variant for ``auto`` and load its estimator with ``load(path)``."""
-    found, left_out = candidates(directory)
+    """Pick the variant of landmark model ``model`` for ``auto`` and load its estimator with
+    ``load(path)``."""
+    found, left_out = candidates(directory, model)
     if len(found) == 1:
         variant, (path, _) = next(iter(found.items()))
         others = ", ".join(f"{v} {why}" for v, why in left_out.items())
         choice = Choice(variant, load(path), f"the only verified variant ({others})")
-        log.info("variant auto: %s, %s", choice.variant, choice.reason)
+        log.info("variant auto: %s, %s (model %s)", choice.variant, choice.reason, model)
         return choice
 
     threads = num_threads or default_threads()
     board = board_key(
-        threads, _runtime(backend), segmentation, {v: sha for v, (_, sha) in found.items()}
+        threads, _runtime(backend), segmentation, {v: sha for v, (_, sha) in found.items()}, model
     )
     cached = read_cache(board)
     if cached is not None and cached.get("variant") in found:
@@ -228,7 +253,7 @@ def choose(
             f"cached for this board in {cache_dir() / CACHE_NAME} (measured "
             f"{cached.get('measured_utc')}: estimator invoke {_ms(cached.get('invoke_ms', {}))})",
         )
-        log.info("variant auto: %s, %s", choice.variant, choice.reason)
+        log.info("variant auto: %s, %s (model %s)", choice.variant, choice.reason, model)
         return choice
 
     loaded = {}
@@ -240,14 +265,14 @@ def choose(
                 raise
             log.warning("variant %s left out of auto: %s", variant, exc)
     if len(loaded) == 1:
-        variant, model = next(iter(loaded.items()))
-        choice = Choice(variant, model, "the only variant that loads")
-        log.info("variant auto: %s, %s", choice.variant, choice.reason)
+        variant, estimator = next(iter(loaded.items()))
+        choice = Choice(variant, estimator, "the only variant that loads")
+        log.info("variant auto: %s, %s (model %s)", choice.variant, choice.reason, model)
         return choice
 
     log.info(
-        "variant auto: measuring %s for %.1f s (%d threads)",
-        ", ".join(loaded), MEASURE_SECONDS, threads,
+        "variant auto: measuring %s for %.1f s (%d threads, model %s)",
+        ", ".join(loaded), MEASURE_SECONDS, threads, model,
     )  # fmt: skip
     invoke_ms = measure({v: m.model for v, m in loaded.items()}, MEASURE_SECONDS)
     best = min(loaded, key=lambda v: invoke_ms[v])
@@ -256,5 +281,5 @@ def choose(
     where = write_cache(board, best, invoke_ms)
     reason = f"fastest measured: estimator invoke median {_ms(invoke_ms)} with {threads} threads"
     reason += f"; choice cached in {where}" if where else "; not cached"
-    log.info("variant auto: %s, %s", best, reason)
+    log.info("variant auto: %s, %s (model %s)", best, reason, model)
     return Choice(best, loaded[best], reason)

@@ -102,12 +102,13 @@ def run(
     frames: int = 300,
     warmup: int = 30,
     show_progress: bool = True,
+    model: str = models.DEFAULT_MODEL,
 ) -> dict:
+    with native_stderr_to_log():
+        est = PoseEstimator(variant=variant, num_threads=threads, tracking=True, model=model)
     video = _TimedVideo(source)
     video.open()
     grabber = FrameGrabber(video)  # decoding runs in its own thread, as in the daemon
-    with native_stderr_to_log():
-        est = PoseEstimator(variant=variant, num_threads=threads, tracking=True)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     temps = [t for t in [soc_temperature()] if t is not None]
     throttled = [f for f in [throttled_flags()] if f is not None]
@@ -167,6 +168,7 @@ def run(
             **machine(),
             "runtime": est.backend,
             "threads": est.num_threads,
+            "model": est.model,
             "variant": est.variant,
             "variant_requested": variant,
             "variant_reason": est.variant_reason,
@@ -245,7 +247,7 @@ def summary(report: dict) -> str:
         lines.append(f"{stage:18s} {v['p50']:8.3f} {v['p95']:8.3f} {v['p99']:8.3f}")
     t, r, e = report["throughput"], report["resources"], report["env"]
     lines.append(
-        f"FPS {t['fps']} ({e['variant']}, {e['threads']} thread(s), {e['runtime']}, {e['cpu']}, {e['isa'].split()[0]}); "
+        f"FPS {t['fps']} ({e.get('model', 'full')} {e['variant']}, {e['threads']} thread(s), {e['runtime']}, {e['cpu']}, {e['isa'].split()[0]}); "
         f"detector on "
         f"{100 * t['detector_share']:.1f}% of frames; outside model invocation "
         f"{100 * t['outside_invoke_share']:.1f}% of frame time; CPU {r['cpu_percent']}%, "

@@ -13,13 +13,19 @@ import cv2
 
 from .. import __version__
 from ..pose import VARIANT_CHOICES, ModelError
+from ..pose.models import DEFAULT_MODEL, LANDMARK_MODELS
 from . import images
 from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip
 
 VARIANT_HELP = (
     "model variant: auto (the fastest verified variant on this board, measured once and cached), "
-    "float, or int8 (the int8 estimator built by models/quantize.py)"
+    "float, or int8 (the int8 estimator built by models/quantize.py; full only)"
+)
+MODEL_HELP = (
+    "landmark model: lite (fastest), full or heavy (most accurate): MediaPipe's "
+    "model_complexity 0, 1, 2; lite and heavy need `blazepose-edge models fetch --model lite` "
+    "(or heavy) first"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -71,7 +77,10 @@ class Infer:
         if tracking not in self._estimators:
             with native_stderr_to_log():
                 self._estimators[tracking] = PoseEstimator(
-                    variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
+                    variant=self.args.variant,
+                    num_threads=self.args.threads,
+                    tracking=tracking,
+                    model=self.args.model,
                 )
         return self._estimators[tracking]
 
@@ -148,7 +157,17 @@ class Infer:
         self.video(path, cap)
 
 
+def _variant_problem(args: argparse.Namespace) -> str | None:
+    if args.variant == "int8" and args.model != "full":
+        return f"--variant int8 exists for --model full only, not {args.model} (use auto or float)"
+    return None
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
+    problem = _variant_problem(args)
+    if problem:
+        _err(problem)
+        return 2
     args.paths = args.paths or [str(demo_clip())]
     runner = Infer(args)
     failed = 0
@@ -182,13 +201,14 @@ def _bench_problem(args: argparse.Namespace) -> str | None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    problem = _bench_problem(args)
+    problem = _variant_problem(args) or _bench_problem(args)
     if problem:
         _err(problem)
         return 2
     source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
-                       show_progress=sys.stderr.isatty() or args.progress)  # fmt: skip
+                       show_progress=sys.stderr.isatty() or args.progress,
+                       model=args.model)  # fmt: skip
     print(bench.summary(report))
     try:
         if args.json:
@@ -208,26 +228,41 @@ def cmd_models(args: argparse.Namespace) -> int:
     from ..pose import models
 
     if args.action == "fetch":
-        models.fetch()
+        models.fetch(models=args.model)
         return 0
     directory = models.models_dir()
+    required = {models.DETECTOR, models.estimator_name(models.DEFAULT_MODEL)}
+    failed = 0
     for spec in models.specs().values():
         path = directory / spec.file
-        models.verify(spec, path)
+        if spec.name not in required and not path.exists():  # optional: absent is fine
+            print(f"absent {path} (optional; {models.fix_hint(spec.name)})")
+            continue
+        try:
+            models.verify(spec, path)
+        except ModelError as exc:
+            _err(str(exc))
+            failed += 1
+            continue
         print(f"ok {path} sha256 {spec.sha256}")
     for name in models.DERIVED:  # optional: absent is fine, present must verify
         path = directory / f"{name}.tflite"
         if not models.derived_present(name, directory):
             print(f"absent {path} (optional int8 variant; {models.derived_hint(name, directory)})")
             continue
-        record = models.verify_derived(name, directory)
+        try:
+            record = models.verify_derived(name, directory)
+        except ModelError as exc:
+            _err(str(exc))
+            failed += 1
+            continue
         gate = record["gate"]
         print(
             f"ok {path} sha256 {record['sha256']} (int8 variant, accuracy gate passed: mean "
             f"{models.share_of_torso(gate.get('mean_vs_float'))}, worst "
             f"{models.share_of_torso(gate.get('worst_vs_float'))} of torso vs float)"
         )
-    return 0
+    return 3 if failed else 0
 
 
 def _load_config(args: argparse.Namespace):
@@ -242,6 +277,7 @@ def _load_config(args: argparse.Namespace):
         "mqtt.device_id": args.device_id,
         "mqtt.topic_prefix": args.topic_prefix,
         "daemon.max_frames": args.max_frames,
+        "pipeline.model": args.model,
         "pipeline.variant": args.variant,
         "pipeline.threads": args.threads,
     }
@@ -326,6 +362,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topic-prefix", help=about("mqtt.topic_prefix"))
     p.add_argument("--max-frames", type=int, help=about("daemon.max_frames"))
     p.add_argument(
+        "--model", choices=config.KEYS["pipeline.model"].spec.choices, help=about("pipeline.model")
+    )
+    p.add_argument(
         "--variant",
         choices=config.KEYS["pipeline.variant"].spec.choices,
         help=about("pipeline.variant"),
@@ -350,6 +389,12 @@ def _at_least(minimum: int):
 
 def _add_estimator_options(p: argparse.ArgumentParser) -> None:
     """How ``infer`` and ``bench`` build their estimator (``run`` takes these from its config)."""
+    p.add_argument(
+        "--model",
+        choices=LANDMARK_MODELS,
+        default=DEFAULT_MODEL,
+        help=MODEL_HELP + f" (default: {DEFAULT_MODEL})",
+    )
     p.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="auto", help=VARIANT_HELP + " (default: auto)"
     )
@@ -467,23 +512,33 @@ def build_parser() -> argparse.ArgumentParser:
     mod = _command(
         sub, "models", "fetch or verify the model files",
         "The model files live in $BLAZEPOSE_EDGE_MODELS, else the service's state folder, else "
-        "~/.local/share/blazepose-edge/models. 'fetch' downloads what is missing from PyPI and "
-        "checks every file's SHA-256; 'verify' only checks.",
+        "~/.local/share/blazepose-edge/models. 'fetch' downloads what is missing (the detector "
+        "and full from the MediaPipe wheel on PyPI, lite and heavy from the @mediapipe/pose npm "
+        "package) and checks every file's SHA-256; 'verify' only checks.",
         "  blazepose-edge models fetch\n  blazepose-edge models verify",
     )  # fmt: skip
     actions = mod.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(
+    fetch = _command(
         actions, "fetch", "download what is missing and verify every file",
-        "Download the pinned MediaPipe wheel from PyPI into a temporary folder (only when a "
-        "file is missing or fails its checksum), extract the models, verify their SHA-256 and "
-        "delete the wheel.",
+        "Download the pinned archives (the MediaPipe wheel from PyPI, the @mediapipe/pose "
+        "tarball from npm) into a temporary folder, only when a file is missing or fails its "
+        "checksum; extract the models asked for, verify their SHA-256 and delete the archives. "
+        "By default the detector, full and lite; heavy (28 MB) only when named.",
         "  blazepose-edge models fetch\n"
+        "  blazepose-edge models fetch --model heavy\n"
         "  BLAZEPOSE_EDGE_MODELS=/srv/models blazepose-edge models fetch",
     )  # fmt: skip
+    fetch.add_argument(
+        "--model",
+        action="append",
+        choices=LANDMARK_MODELS,
+        help="a landmark model to fetch, repeatable (default: lite and full; heavy, 28 MB, "
+        "only when named); the detector is always fetched",
+    )
     _command(
         actions, "verify", "check the files on disk (exit 3 if one is missing or broken)",
-        "Check each model file's size and SHA-256 against the manifest, and the int8 variant's "
-        "record where it was built.",
+        "Check each model file's size and SHA-256 against the manifest (absent optional models "
+        "are listed as absent), and the int8 variant's record where it was built.",
         "  blazepose-edge models verify",
     )  # fmt: skip
     mod.set_defaults(func=cmd_models)

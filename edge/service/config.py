@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from ..pose import VARIANT_CHOICES
+from ..pose.models import DEFAULT_MODEL, LANDMARK_MODELS
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
@@ -191,6 +192,14 @@ class SourceConfig:
 class PipelineConfig:
     """How poses are computed."""
 
+    model: str = setting(
+        DEFAULT_MODEL,
+        "Landmark model (MediaPipe's model_complexity 0, 1, 2): lite is the fastest (about twice "
+        "full's speed, the Raspberry Pi 4 choice), heavy the most accurate (about 4.5 times "
+        "slower than full). Heavy is fetched only when asked: blazepose-edge models fetch "
+        "--model heavy.",
+        choices=LANDMARK_MODELS,
+    )
     variant: str = setting(
         "auto",
         "Model variant: auto = the fastest verified variant on this board (measured once, "
@@ -428,6 +437,11 @@ RULES = (
         "mqtt.tls.key_file",
         "and mqtt.tls.cert_file go together",
         lambda c: bool(c.mqtt.tls.key_file) == bool(c.mqtt.tls.cert_file),
+    ),
+    Rule(
+        "pipeline.variant",
+        "int8 exists for pipeline.model full only (use auto or float)",
+        lambda c: c.pipeline.variant != "int8" or c.pipeline.model == "full",
     ),
 )
 

@@ -55,6 +55,7 @@ class Daemon:
         if estimator is None:
             with native_stderr_to_log():
                 estimator = PoseEstimator(
+                    model=cfg.pipeline.model,
                     variant=cfg.pipeline.variant,
                     num_threads=cfg.pipeline.threads or None,
                     tracking=True,
@@ -123,6 +124,7 @@ class Daemon:
             "dropped_frames": grabber.dropped if grabber else 0,
             "source_errors": grabber.errors if grabber else 0,
             "detector_share": round(self.estimator.detector_share, 4),
+            "model": self.estimator.model,
             "variant": self.estimator.variant,
         }
         for sink in self.sinks:
@@ -161,10 +163,11 @@ class Daemon:
         stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         stats_thread.start()
         log.info(
-            "running: %s -> %s, device %s, variant %s",
+            "running: %s -> %s, device %s, model %s, variant %s",
             self.source.description,
             "stdout" if cfg.mqtt.host.lower() == "none" else f"{cfg.mqtt.host}:{cfg.mqtt.port}",
             self.device_id,
+            self.estimator.model,
             self.estimator.variant,
         )
         ready = False
