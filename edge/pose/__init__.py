@@ -1,18 +1,21 @@
 """The pose library: arrays in, poses out. No threads, no I/O beyond the model files.
 
 Public API: ``PoseEstimator`` (its options, properties and methods), ``Pose``, ``FrameError``,
-``ModelError``, ``VARIANT_CHOICES``; ``models`` (where the model files live, ``fetch``, ``verify``) and ``board`` (what
-this board is). Everything else here is internal to the library.
+``ModelError``, ``draw_poses``; the names ``LANDMARK_MODELS``, ``DEFAULT_MODEL`` and
+``VARIANT_CHOICES``; the modules ``models`` (where the model files live, ``fetch``, ``verify``)
+and ``board`` (what this board is). Everything else here is internal to the library.
 """
 
 from . import board, models
 from .draw import draw_poses
-from .models import ModelError
+from .models import DEFAULT_MODEL, LANDMARK_MODELS, ModelError
 from .pipeline import FrameError, Pose, PoseEstimator
 from .variants import CHOICES as VARIANT_CHOICES
 
 __all__ = [
+    "DEFAULT_MODEL",
     "FrameError",
+    "LANDMARK_MODELS",
     "ModelError",
     "Pose",
     "PoseEstimator",

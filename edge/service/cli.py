@@ -12,8 +12,7 @@ from pathlib import Path
 import cv2
 
 from .. import __version__
-from ..pose import VARIANT_CHOICES, ModelError
-from ..pose.models import DEFAULT_MODEL, LANDMARK_MODELS
+from ..pose import DEFAULT_MODEL, LANDMARK_MODELS, VARIANT_CHOICES, ModelError
 from . import images
 from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from ..pose import VARIANT_CHOICES
-from ..pose.models import DEFAULT_MODEL, LANDMARK_MODELS
+from ..pose import DEFAULT_MODEL, LANDMARK_MODELS, VARIANT_CHOICES
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
