@@ -1,6 +1,7 @@
 """``PoseEstimator``: the stages wired together.
 
-frame (BGR) -> [tracked ROI, or detector -> ROI] -> estimator -> (video mode) smoothing -> ``Pose``
+frame (BGR) -> [tracked ROIs, and/or detector -> ROIs] -> estimator -> (video mode) smoothing
+-> ``Pose`` per person (up to ``num_poses``)
 """
 
 from __future__ import annotations
@@ -18,9 +19,21 @@ from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
 from .models import locate
 from .models import models_dir as default_models_dir
 from .roi import Roi, rect_to_roi
-from .smoothing import PoseSmoother
 from .stopwatch import Stopwatch
-from .tracking import Tracker, roi_from_detection
+from .tracking import (
+    CENTRE_LANDMARK,
+    REDETECT_INTERVAL_MS,
+    SAME_ALIGNMENT,
+    SCALE_LANDMARK,
+    Track,
+    Tracker,
+    alignment_distance,
+    detector_due,
+    duplicates,
+    roi_from_detection,
+    roi_from_landmarks,
+    to_px,
+)
 from .variants import CHOICES, VARIANTS, choose
 
 log = logging.getLogger(__name__)
@@ -32,13 +45,18 @@ class FrameError(ValueError):
 
 @dataclass
 class Pose:
-    """One person. Pixels are the input frame's; z is on x's scale, negative towards the camera."""
+    """One person. Pixels are the input frame's; z is on x's scale, negative towards the camera.
+
+    ``id``: in video mode the person's track id, the same from frame to frame while they are
+    tracked (ids count up from 0 and are not reused until ``PoseEstimator.reset``); in static mode
+    the rank of the person's detection in that image (0 = best)."""
 
     score: float
     landmarks: np.ndarray  # (33, 5) float32: x, y, z (px), visibility, presence
     world_landmarks: np.ndarray  # (33, 3) float32, metres, origin between the hips
     roi: Roi
     segmentation_mask: np.ndarray | None = field(default=None, repr=False)
+    id: int = 0
 
     def to_dict(self, decimals: int = 3) -> dict:
         return {
@@ -76,6 +94,14 @@ class PoseEstimator:
     ``tracking=True`` is video mode: the detector runs only when the person is lost, and landmarks
     are smoothed over time. ``tracking=False`` is static-image mode: each call is independent.
 
+    ``num_poses``: at most this many people per frame (default 1). In static mode the best
+    ``num_poses`` detections are estimated and the poses come best first. In video mode each
+    person has a track of their own (an id, a ROI carried from their own previous landmarks,
+    their own smoothing filters) and poses come ordered by id; while fewer than ``num_poses``
+    people are tracked the detector runs every ``redetect_interval_ms`` (on every frame while
+    nobody is, and at once when a track ends) to find newcomers. With more people in view than
+    ``num_poses``, those already tracked are kept and the others are ignored until a track ends.
+
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
     accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest verified variant on
     this board, measured once and cached; see ``edge/variants.py``). ``self.variant`` is the one
@@ -94,7 +120,15 @@ class PoseEstimator:
         warp: str = "numba",
         backend: str | None = None,
         models_dir: str | Path | None = None,
+        num_poses: int = 1,
+        redetect_interval_ms: float = REDETECT_INTERVAL_MS,
     ):
+        if isinstance(num_poses, bool) or not isinstance(num_poses, int) or num_poses < 1:
+            raise ValueError(f"num_poses must be an integer >= 1, not {num_poses!r}")
+        if not 0.0 <= redetect_interval_ms < math.inf:
+            raise ValueError(
+                f"redetect_interval_ms must be a finite number >= 0, not {redetect_interval_ms}"
+            )
         if variant not in CHOICES:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
         if not 0.0 < min_detection_score < 1.0:
@@ -125,8 +159,9 @@ class PoseEstimator:
         self.tracking = tracking
         self._smoothing = tracking if smoothing is None else bool(smoothing)
         self.segmentation = segmentation
+        self.num_poses = num_poses
+        self.redetect_interval_ms = float(redetect_interval_ms)
         self.tracker = Tracker(enabled=tracking)
-        self.smoother = PoseSmoother()
         self._last_t: float | None = None  # the last timestamp_ms, to notice a step back
         self._timings: dict[str, float] = {}
         self._model_files = {
@@ -207,9 +242,8 @@ class PoseEstimator:
         self.close()
 
     def reset(self) -> None:
-        """Forget the tracked person (start of a new video)."""
+        """Forget the tracked people (start of a new video); ids start again from 0."""
         self.tracker.reset()
-        self.smoother.reset()
         self._last_t: float | None = None
 
     def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> list[Pose]:
@@ -228,43 +262,77 @@ class PoseEstimator:
                 "timestamp went back from %.1f to %.1f ms: smoothing starts again (call reset() "
                 "between videos)", self._last_t, t,
             )  # fmt: skip
-            self.smoother.reset()
+            self.tracker.restart_smoothing()
         self._last_t = t
         sw = Stopwatch()
-
-        result: LandmarkResult | None = None
-        roi = self.tracker.tracked_roi()
-        if roi is not None:
-            result = self.estimator.estimate(frame, roi, self.segmentation, sw)
-        if result is None:
-            # Lost (or never had) the person: detect on this same frame rather than skip it.
-            self.smoother.reset()
-            detections = self.detector.detect(frame, sw)
-            self.tracker.detected()
-            if detections:
-                rect = roi_from_detection(detections[0])
-                result = self.estimator.estimate(frame, rect, self.segmentation, sw)
-
+        found = self._estimate(frame, t, sw)
         poses: list[Pose] = []
-        if result is None:
-            self.tracker.update(None)
-        else:
-            with sw("smoothing"):
+        with sw("smoothing"):
+            t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
+            for rank, (track, result) in enumerate(found):
                 norm, world = result.norm, result.world
                 if self.tracking:
-                    t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
-                    norm, world = self.smoother(
+                    norm, world = track.smoother(
                         norm, world, result.image_size, t_ns, self._smoothing
                     )
-                self.tracker.update(norm, result.image_size)
-            poses.append(
-                Pose(
-                    score=result.score,
-                    landmarks=to_pixels(norm[:NUM_BODY], result.image_size),
-                    world_landmarks=world[:NUM_BODY].copy(),
-                    roi=rect_to_roi(result.rect, *result.image_size),
-                    segmentation_mask=result.mask,
+                    track.roi = roi_from_landmarks(norm, result.image_size)
+                poses.append(
+                    Pose(
+                        score=result.score,
+                        landmarks=to_pixels(norm[:NUM_BODY], result.image_size),
+                        world_landmarks=world[:NUM_BODY].copy(),
+                        roi=rect_to_roi(result.rect, *result.image_size),
+                        segmentation_mask=result.mask,
+                        id=track.id if self.tracking else rank,
+                    )
                 )
-            )
+            self.tracker.keep([track for track, _ in found])
         self._timings = sw.ms
         return poses
+
+    def _estimate(
+        self, frame: np.ndarray, t: float, sw: Stopwatch
+    ) -> list[tuple[Track | None, LandmarkResult]]:
+        """This frame's people: (track, landmarks) for each tracked person still found, in id
+        order, then for each newly detected one (a new track; None in static mode)."""
+        found: list[tuple[Track | None, LandmarkResult]] = []
+        ended = False
+        for track in self.tracker.tracked():
+            result = self.estimator.estimate(frame, track.roi, self.segmentation, sw)
+            if result is None:
+                ended = True  # the person left (or is hidden): the track ends
+            else:
+                found.append((track, result))
+        if len(found) > 1:  # two tracks on one person: keep the older id
+            dup = duplicates([to_px(r.norm[:NUM_BODY], r.image_size) for _, r in found])
+            ended |= any(dup)
+            found = [item for item, d in zip(found, dup, strict=True) if not d]
+        n = self.num_poses
+        due = detector_due(
+            len(found), n, ended, t, self.tracker.last_detection_ms, self.redetect_interval_ms
+        )
+        if not self.tracking or due:
+            # Detect on this same frame rather than skip it.
+            detections = self.detector.detect(frame, sw)
+            self.tracker.detected(t)
+            if found:  # a detection on a tracked person is that person: not estimated again
+                size = found[0][1].image_size
+                tracked = [to_px(r.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], size) for _, r in found]
+                detections = [
+                    d for d in detections
+                    if all(
+                        alignment_distance(to_px(d.keypoints_norm[:2], size), ref) >= SAME_ALIGNMENT
+                        for ref in tracked
+                    )
+                ]  # fmt: skip
+            for detection in detections[: n - len(found)]:
+                rect = roi_from_detection(detection)
+                result = self.estimator.estimate(frame, rect, self.segmentation, sw)
+                if result is None:
+                    continue
+                if found:  # its landmarks may still be someone's found already
+                    people = [to_px(r.norm[:NUM_BODY], r.image_size) for _, r in found]
+                    if duplicates([*people, to_px(result.norm[:NUM_BODY], result.image_size)])[-1]:
+                        continue
+                found.append((self.tracker.start() if self.tracking else None, result))
+        return found

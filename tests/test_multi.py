@@ -1,0 +1,140 @@
+"""Several people at once (``num_poses`` > 1), on real photos and clips."""
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import PoseEstimator
+from edge.pose.roi import Rect
+from edge.pose.tracking import Track
+
+
+def frames(media, name: str, count: int | None = None) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(media / "video" / name))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    out = []
+    while count is None or len(out) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(frame)
+    return out, fps
+
+
+@pytest.fixture(scope="module")
+def static5(models_ready):
+    return PoseEstimator("float", tracking=False, num_poses=5)
+
+
+def test_num_poses_and_interval_are_checked(models_ready):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="num_poses"):
+            PoseEstimator(num_poses=bad)
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="redetect_interval_ms"):
+            PoseEstimator(num_poses=2, redetect_interval_ms=bad)
+
+
+@pytest.mark.parametrize(
+    ("image", "people"),
+    [("COCO_val2014_000000000241.jpg", 3), ("soccer_two_players_openpifpaf.jpeg", 2),
+     ("hard_three_people_upper_body_tfjs.jpg", 3)],
+)  # fmt: skip
+def test_static_mode_returns_every_person_up_to_n_best_first(
+    media, static_estimator, static5, image, people
+):
+    frame = cv2.imread(str(media / "images" / image))
+    poses = static5.process(frame)
+    assert len(poses) == people
+    assert [p.id for p in poses] == list(range(people))  # the detection's rank
+    # the first is the one a single-person run finds, bit for bit
+    one = static_estimator.process(frame)
+    np.testing.assert_array_equal(poses[0].landmarks, one[0].landmarks)
+    assert one[0].id == 0
+    # different people: their hips are apart
+    hips = [p.landmarks[[23, 24], :2].mean(axis=0) for p in poses]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(hips) for b in hips[i + 1 :]) > 20
+    two = PoseEstimator("float", tracking=False, num_poses=2).process(frame)
+    assert len(two) == 2
+    for a, b in zip(two, poses[:2], strict=True):
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_video_mode_follows_two_people_with_their_own_ids(media, models_ready):
+    clip, fps = frames(media, "two_people_handshake_mmhuman3d.mp4")
+    est = PoseEstimator("float", num_poses=2)
+    last = {}
+    for i, frame in enumerate(clip):
+        poses = est.process(frame, timestamp_ms=i * 1000 / fps)
+        assert [p.id for p in poses] == [0, 1], i  # both from the first frame, ordered by id
+        for p in poses:
+            hip = p.landmarks[[23, 24], :2].mean(axis=0)
+            if p.id in last:  # each id stays on its person (1080 px wide: people ~700 px apart)
+                assert np.linalg.norm(hip - last[p.id]) < 100, (i, p.id)
+            last[p.id] = hip
+    assert np.linalg.norm(last[0] - last[1]) > 300
+    assert len({id(t.smoother) for t in est.tracker.tracks}) == 2  # filters of their own
+    assert est.detector_runs == 1  # both found at once: no detector run after that
+
+
+def test_one_person_in_view_with_n5_is_the_single_person_run(media, models_ready):
+    """The extra detector runs find the tracked person (not estimated again) and nobody else:
+    the landmarks are those of num_poses=1, bit for bit; the detector runs at the interval."""
+    clip, _ = frames(media, "synthetic_arms_up_tfjs.mp4", 60)
+    one = PoseEstimator("float")
+    five = PoseEstimator("float", num_poses=5, redetect_interval_ms=100)
+    for i, frame in enumerate(clip):
+        a, b = one.process(frame, i * 1000 / 30), five.process(frame, i * 1000 / 30)
+        assert len(a) == len(b) == 1 and b[0].id == 0
+        np.testing.assert_array_equal(a[0].landmarks, b[0].landmarks)
+        np.testing.assert_array_equal(a[0].world_landmarks, b[0].world_landmarks)
+    assert one.detector_runs == 1
+    assert five.detector_runs == 1 + 59 // 3  # the first frame, then every 100 ms (3 frames)
+
+
+def test_a_detection_on_a_tracked_person_does_not_start_a_second_track(media, models_ready):
+    clip, fps = frames(media, "two_people_handshake_mmhuman3d.mp4", 12)
+    est = PoseEstimator("float", num_poses=5, redetect_interval_ms=0)  # detector on every frame
+    for i, frame in enumerate(clip):
+        assert [p.id for p in est.process(frame, i * 1000 / fps)] == [0, 1]
+    assert est.detector_runs == len(clip)
+
+
+def test_converging_tracks_are_merged_into_the_older_id(media, models_ready):
+    clip, fps = frames(media, "synthetic_arms_up_tfjs.mp4", 3)
+    est = PoseEstimator("float", num_poses=3)
+    (pose,) = est.process(clip[0], 0.0)
+    # a second track started on the same person from a slightly different crop, newer id
+    roi = est.tracker.tracks[0].roi
+    shifted = Rect(roi.x_center + 0.02, roi.y_center - 0.01, roi.width * 1.05, roi.height * 1.05)
+    assert est.estimator.estimate(clip[1], shifted) is not None  # it does find the person
+    extra = est.tracker.start()
+    est.tracker.keep([*est.tracker.tracks, Track(extra.id, extra.smoother, shifted)])
+    poses = est.process(clip[1], 1000 / fps)
+    assert [p.id for p in poses] == [pose.id]
+    assert [t.id for t in est.tracker.tracks] == [pose.id]
+
+
+def test_a_person_who_leaves_ends_their_track_and_ids_are_not_reused(media, models_ready):
+    clip, fps = frames(media, "synthetic_arms_up_tfjs.mp4", 3)
+    empty = np.zeros_like(clip[0])
+    est = PoseEstimator("float", num_poses=2)
+    ids = [[p.id for p in est.process(f, i * 100.0)] for i, f in enumerate([*clip, empty, *clip])]
+    assert ids == [[0], [0], [0], [], [1], [1], [1]]
+    assert est.tracker.tracks[0].id == 1
+    est.reset()
+    assert [p.id for p in est.process(clip[0], 0.0)] == [0]  # a new video starts from 0
+
+
+def test_newcomers_are_found_at_the_redetect_interval(media, models_ready):
+    """Nobody, then one person: found on the first frame they are in (the detector runs on every
+    frame while nobody is tracked); with one of two tracked, the detector waits the interval."""
+    clip, _ = frames(media, "synthetic_arms_up_tfjs.mp4", 8)
+    empty = np.zeros_like(clip[0])
+    est = PoseEstimator("float", num_poses=2, redetect_interval_ms=150)
+    runs = []
+    for i, frame in enumerate([empty, empty, *clip]):
+        est.process(frame, i * 50.0)
+        runs.append(est.detector_runs)
+    # frames 0, 1 (nobody), 2 (found), then every 150 ms = 3 frames: 5, 8
+    assert runs == [1, 2, 3, 3, 3, 4, 4, 4, 5, 5]
