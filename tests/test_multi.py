@@ -73,6 +73,7 @@ def test_video_mode_follows_two_people_with_their_own_ids(media, models_ready):
                 assert np.linalg.norm(hip - last[p.id]) < 100, (i, p.id)
             last[p.id] = hip
     assert np.linalg.norm(last[0] - last[1]) > 300
+    assert [p.to_dict()["id"] for p in poses] == [0, 1]
     assert len({id(t.smoother) for t in est.tracker.tracks}) == 2  # filters of their own
     assert est.detector_runs == 1  # both found at once: no detector run after that
 

@@ -60,6 +60,7 @@ class Pose:
 
     def to_dict(self, decimals: int = 3) -> dict:
         return {
+            "id": self.id,
             "score": round(self.score, 4),
             "landmarks": np.round(self.landmarks.astype(np.float64), decimals).tolist(),
             "world_landmarks": np.round(self.world_landmarks.astype(np.float64), 4).tolist(),
