@@ -139,3 +139,63 @@ def test_newcomers_are_found_at_the_redetect_interval(media, models_ready):
         runs.append(est.detector_runs)
     # frames 0, 1 (nobody), 2 (found), then every 150 ms = 3 frames: 5, 8
     assert runs == [1, 2, 3, 3, 3, 4, 4, 4, 5, 5]
+
+
+# --- the service: config, command line, bench, daemon --------------------------------------------
+
+
+def test_config_pipeline_num_poses(tmp_path):
+    from edge.service.config import ConfigError, load
+
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    assert load(path).pipeline.num_poses == 1
+    path.write_text("[pipeline]\nnum_poses = 3\n")
+    assert load(path).pipeline.num_poses == 3
+    assert load(path, {"pipeline.num_poses": 5}).pipeline.num_poses == 5
+    for bad, message in (
+        ("0", "must be 1..255"),
+        ("256", "must be 1..255"),
+        ("2.0", "must be an integer"),
+    ):
+        path.write_text(f"[pipeline]\nnum_poses = {bad}\n")
+        with pytest.raises(ConfigError, match=rf"pipeline\.num_poses {message}"):
+            load(path)
+
+
+def test_cli_num_poses_for_infer_run_and_bench(media, models_ready, tmp_path, capsys):
+    import json
+
+    from edge.service.cli import main
+
+    photo = str(media / "images" / "COCO_val2014_000000000241.jpg")
+    assert main(["infer", "--json", "--num-poses", "3", photo]) == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [p["id"] for p in line["poses"]] == [0, 1, 2]
+    assert main(["infer", "--json", photo]) == 0  # default 1
+    assert [p["id"] for p in json.loads(capsys.readouterr().out)["poses"]] == [0]
+    with pytest.raises(SystemExit):
+        main(["infer", "--num-poses", "0", photo])
+    assert "must be >= 1" in capsys.readouterr().err
+    # run (and check-config) take it into the config
+    assert main(["check-config", "--num-poses", "4", "--print"]) == 0
+    assert "num_poses = 4" in capsys.readouterr().out
+    assert main(["check-config", "--num-poses", "0"]) == 2
+    assert "pipeline.num_poses must be 1..255" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    video = str(media / "video" / "two_people_handshake_mmhuman3d.mp4")
+    args = ["bench", "--source", video, "--frames", "4", "--warmup", "1", "--json", str(out)]
+    assert main([*args, "--num-poses", "2"]) == 0
+    assert json.loads(out.read_text())["config"]["num_poses"] == 2
+
+
+def test_daemon_builds_its_estimator_with_num_poses(media, models_ready):
+    from edge.service.config import Config
+    from edge.service.daemon import Daemon
+
+    cfg = Config()
+    cfg.pipeline.num_poses = 3
+    cfg.pipeline.variant = "float"
+    cfg.mqtt.host = "none"
+    cfg.source.uri = str(media / "video" / "two_people_handshake_mmhuman3d.mp4")
+    assert Daemon(cfg).estimator.num_poses == 3

@@ -102,12 +102,15 @@ def run(
     frames: int = 300,
     warmup: int = 30,
     show_progress: bool = True,
+    num_poses: int = 1,
 ) -> dict:
     video = _TimedVideo(source)
     video.open()
     grabber = FrameGrabber(video)  # decoding runs in its own thread, as in the daemon
     with native_stderr_to_log():
-        est = PoseEstimator(variant=variant, num_threads=threads, tracking=True)
+        est = PoseEstimator(
+            variant=variant, num_threads=threads, tracking=True, num_poses=num_poses
+        )
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     temps = [t for t in [soc_temperature()] if t is not None]
     throttled = [f for f in [throttled_flags()] if f is not None]
@@ -172,7 +175,7 @@ def run(
             "variant_reason": est.variant_reason,
             "models": models_used,
         },
-        "config": {"source": source, "frames": frames, "warmup": warmup},
+        "config": {"source": source, "frames": frames, "warmup": warmup, "num_poses": num_poses},
         "stages_ms": {stage: percentiles(v) for stage, v in samples.items() if v},
         "throughput": {
             "fps": round(frames / wall, 2),

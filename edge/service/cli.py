@@ -22,6 +22,7 @@ VARIANT_HELP = (
     "float, or int8 (the int8 estimator built by models/quantize.py)"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NUM_POSES_HELP = "at most N people per frame, each with an id"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -71,8 +72,9 @@ class Infer:
         if tracking not in self._estimators:
             with native_stderr_to_log():
                 self._estimators[tracking] = PoseEstimator(
-                    variant=self.args.variant, num_threads=self.args.threads, tracking=tracking
-                )
+                    variant=self.args.variant, num_threads=self.args.threads, tracking=tracking,
+                    num_poses=self.args.num_poses,
+                )  # fmt: skip
         return self._estimators[tracking]
 
     def emit(self, record: dict) -> None:
@@ -181,7 +183,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
-                       show_progress=sys.stderr.isatty() or args.progress)  # fmt: skip
+                       show_progress=sys.stderr.isatty() or args.progress,
+                       num_poses=args.num_poses)  # fmt: skip
     print(bench.summary(report))
     try:
         if args.json:
@@ -237,6 +240,7 @@ def _load_config(args: argparse.Namespace):
         "daemon.max_frames": args.max_frames,
         "pipeline.variant": args.variant,
         "pipeline.threads": args.threads,
+        "pipeline.num_poses": args.num_poses,
     }
     return config.load(Path(args.config) if args.config else None, overrides)
 
@@ -330,6 +334,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help=VARIANT_HELP + " (default: pipeline.variant, auto)",
     )
     p.add_argument("--threads", type=int, help="interpreter threads (default: CPUs, at most 4)")
+    p.add_argument(
+        "--num-poses", type=int, metavar="N", help=NUM_POSES_HELP + " (default: pipeline.num_poses)"
+    )
 
 
 def _at_least(minimum: int):
@@ -403,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument(
         "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
     )
+    infer.add_argument(
+        "--num-poses",
+        type=_at_least(1),
+        default=1,
+        metavar="N",
+        help=NUM_POSES_HELP + " (default 1)",
+    )
     infer.add_argument("--json", action="store_true", help="print one JSON line per image/frame")
     infer.add_argument("--annotate", metavar="DIR", help="write inputs with the skeleton drawn")
     infer.set_defaults(func=cmd_infer)
@@ -456,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--warmup", type=_at_least(0), default=30, help="frames before measuring (default 30)"
+    )
+    bench.add_argument(
+        "--num-poses",
+        type=_at_least(1),
+        default=1,
+        metavar="N",
+        help=NUM_POSES_HELP + " (default 1)",
     )
     bench.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write the latency distribution as PNG")

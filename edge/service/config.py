@@ -43,6 +43,7 @@ class PipelineConfig:
     threads: int = 0  # 0 = the CPUs this process may use, at most 4
     min_detection_score: float = 0.5
     smoothing: bool = True
+    num_poses: int = 1  # at most this many people per frame, each with an id
 
 
 @dataclass
@@ -174,6 +175,7 @@ def validate(cfg: Config) -> Config:
         f"must be auto, float or int8, got {p.variant!r}",
     )
     need(0 <= p.threads <= 64, "pipeline.threads", f"must be 0 (auto) .. 64, got {p.threads}")
+    need(1 <= p.num_poses <= 255, "pipeline.num_poses", f"must be 1..255, got {p.num_poses}")
     need(
         0 < p.min_detection_score < 1,
         "pipeline.min_detection_score",
