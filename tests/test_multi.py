@@ -199,3 +199,78 @@ def test_daemon_builds_its_estimator_with_num_poses(media, models_ready):
     cfg.mqtt.host = "none"
     cfg.source.uri = str(media / "video" / "two_people_handshake_mmhuman3d.mp4")
     assert Daemon(cfg).estimator.num_poses == 3
+
+
+# --- fidelity: each person as in a single-person run given their own detection ---------------
+
+
+def torso(landmarks: np.ndarray) -> float:
+    shoulders = (landmarks[11, :2] + landmarks[12, :2]) / 2
+    hips = (landmarks[23, :2] + landmarks[24, :2]) / 2
+    return float(np.linalg.norm(shoulders - hips))
+
+
+def error(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Mean 2D landmark distance as a share of the reference torso (as in test_fidelity)."""
+    return float(np.linalg.norm(ours[:, :2] - ref[:, :2], axis=1).mean()) / torso(ref)
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["COCO_val2014_000000000241.jpg", "COCO_val2014_000000000536.jpg",
+     "soccer_two_players_openpifpaf.jpeg", "hard_three_people_upper_body_tfjs.jpg",
+     "hard_night_crowd_hands_up_tfpose.jpg"],
+)  # fmt: skip
+def test_static_each_person_matches_a_single_person_run_on_their_detection(
+    media, static_estimator, static5, image
+):
+    from edge.pose.landmarks import to_pixels
+    from edge.pose.tracking import roi_from_detection
+
+    frame = cv2.imread(str(media / "images" / image))
+    poses = static5.process(frame)
+    detections = static_estimator.detector.detect(frame)
+    assert len(poses) >= 2
+    for pose, detection in zip(poses, detections, strict=False):
+        single = static_estimator.estimator.estimate(frame, roi_from_detection(detection))
+        assert error(pose.landmarks, to_pixels(single.norm[:33], single.image_size)) < 0.01
+
+
+@pytest.mark.parametrize(
+    "clip", ["two_people_handshake_mmhuman3d.mp4", "two_people_hug_1080p_mmaction2.mp4"]
+)
+def test_video_each_person_matches_a_single_person_run_started_on_them(media, models_ready, clip):
+    """Video mode with N = 2: each person's smoothed landmarks, frame by frame, against a
+    num_poses=1 run whose track starts from that person's own detection on the frame the
+    person was first found (tracked and smoothed on its own from there)."""
+    from edge.pose.roi import rect_to_roi
+    from edge.pose.tracking import roi_from_detection
+
+    video, fps = frames(media, clip)
+    multi = PoseEstimator("float", num_poses=2)
+    people: dict[int, dict[int, np.ndarray]] = {}  # id -> frame -> landmarks
+    first_roi = {}
+    for i, frame in enumerate(video):
+        for pose in multi.process(frame, i * 1000 / fps):
+            if pose.id not in people:
+                people[pose.id], first_roi[pose.id] = {}, pose.roi
+            people[pose.id][i] = pose.landmarks
+    assert len(people) == 2
+    compared = 0
+    for pid, track in people.items():
+        start = min(track)
+        h, w = video[start].shape[:2]
+        detection = next(
+            d for d in multi.detector.detect(video[start])
+            if rect_to_roi(roi_from_detection(d), w, h) == first_roi[pid]
+        )  # fmt: skip
+        single = PoseEstimator("float")
+        seed = single.tracker.start()
+        seed.roi = roi_from_detection(detection)  # that person's detection starts the track
+        single.tracker.keep([seed])
+        for i in range(start, max(track) + 1):
+            (pose,) = single.process(video[i], i * 1000 / fps)
+            assert pose.id == 0, f"the single-person run lost person {pid} at frame {i}"
+            assert error(track[i], pose.landmarks) < 0.01, (pid, i)
+            compared += 1
+    assert compared >= len(video)
