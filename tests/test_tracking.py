@@ -60,19 +60,19 @@ def test_duplicates_keeps_the_first_of_each_person():
 
 
 @pytest.mark.parametrize(
-    ("tracked", "ended", "t", "last", "expected"),
+    ("tracked", "ended", "since", "expected"),
     [
-        (2, False, 1000.0, 0.0, False),  # all N tracked: never
-        (3, True, 1000.0, None, False),
-        (0, False, 10.0, 0.0, True),  # nobody tracked: every frame
-        (1, True, 10.0, 0.0, True),  # a track ended on this frame: at once
-        (1, False, 10.0, None, True),  # never ran yet
-        (1, False, 499.0, 0.0, False),  # fewer than N: at the interval
-        (1, False, 500.0, 0.0, True),
+        (2, False, 100, False),  # all N tracked: never
+        (3, True, None, False),
+        (0, False, 1, True),  # nobody tracked: every frame
+        (1, True, 1, True),  # a track ended on this frame: at once
+        (1, False, None, True),  # never ran yet
+        (1, False, 14, False),  # fewer than N: at the interval
+        (1, False, 15, True),
     ],
 )
-def test_detector_due(tracked, ended, t, last, expected):
-    assert detector_due(tracked, 2, ended, t, last, 500.0) is expected
+def test_detector_due(tracked, ended, since, expected):
+    assert detector_due(tracked, 2, ended, since, 15) is expected
 
 
 def test_tracker_ids_count_up_are_not_reused_and_restart_on_reset():
@@ -83,10 +83,13 @@ def test_tracker_ids_count_up_are_not_reused_and_restart_on_reset():
     assert [t.id for t in tr.tracks] == [0, 1]  # ordered by id
     tr.keep([b])  # a's person left
     assert tr.start().id == 2  # a's id is not given to the next person
-    tr.detected(123.0)
-    assert (tr.detector_runs, tr.last_detection_ms) == (1, 123.0)
+    assert tr.since_detection is None
+    tr.detected()
+    tr.tracked()
+    tr.tracked()
+    assert (tr.detector_runs, tr.since_detection) == (1, 2)  # frames since the last run
     tr.reset()
-    assert tr.tracks == [] and tr.start().id == 0 and tr.last_detection_ms is None
+    assert tr.tracks == [] and tr.start().id == 0 and tr.since_detection is None
 
 
 def test_static_tracker_keeps_nothing_but_counts_frames():

@@ -22,7 +22,7 @@ from .roi import Roi, rect_to_roi
 from .stopwatch import Stopwatch
 from .tracking import (
     CENTRE_LANDMARK,
-    REDETECT_INTERVAL_MS,
+    REDETECT_INTERVAL,
     SAME_ALIGNMENT,
     SCALE_LANDMARK,
     Track,
@@ -99,7 +99,7 @@ class PoseEstimator:
     ``num_poses`` detections are estimated and the poses come best first. In video mode each
     person has a track of their own (an id, a ROI carried from their own previous landmarks,
     their own smoothing filters) and poses come ordered by id; while fewer than ``num_poses``
-    people are tracked the detector runs every ``redetect_interval_ms`` (on every frame while
+    people are tracked the detector runs every ``redetect_interval`` frames (on every frame while
     nobody is, and at once when a track ends) to find newcomers. With more people in view than
     ``num_poses``, those already tracked are kept and the others are ignored until a track ends.
 
@@ -122,13 +122,17 @@ class PoseEstimator:
         backend: str | None = None,
         models_dir: str | Path | None = None,
         num_poses: int = 1,
-        redetect_interval_ms: float = REDETECT_INTERVAL_MS,
+        redetect_interval: int = REDETECT_INTERVAL,
     ):
         if isinstance(num_poses, bool) or not isinstance(num_poses, int) or num_poses < 1:
             raise ValueError(f"num_poses must be an integer >= 1, not {num_poses!r}")
-        if not 0.0 <= redetect_interval_ms < math.inf:
+        if (
+            isinstance(redetect_interval, bool)
+            or not isinstance(redetect_interval, int)
+            or redetect_interval < 1
+        ):
             raise ValueError(
-                f"redetect_interval_ms must be a finite number >= 0, not {redetect_interval_ms}"
+                f"redetect_interval must be an integer >= 1 (frames), not {redetect_interval!r}"
             )
         if variant not in CHOICES:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
@@ -161,7 +165,7 @@ class PoseEstimator:
         self._smoothing = tracking if smoothing is None else bool(smoothing)
         self.segmentation = segmentation
         self.num_poses = num_poses
-        self.redetect_interval_ms = float(redetect_interval_ms)
+        self.redetect_interval = redetect_interval
         self.tracker = Tracker(enabled=tracking)
         self._last_t: float | None = None  # the last timestamp_ms, to notice a step back
         self._timings: dict[str, float] = {}
@@ -310,12 +314,12 @@ class PoseEstimator:
             found = [item for item, d in zip(found, dup, strict=True) if not d]
         n = self.num_poses
         due = detector_due(
-            len(found), n, ended, t, self.tracker.last_detection_ms, self.redetect_interval_ms
+            len(found), n, ended, self.tracker.since_detection, self.redetect_interval
         )
         if not self.tracking or due:
             # Detect on this same frame rather than skip it.
             detections = self.detector.detect(frame, sw)
-            self.tracker.detected(t)
+            self.tracker.detected()
             if found:  # a detection on a tracked person is that person: not estimated again
                 size = found[0][1].image_size
                 tracked = [to_px(r.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], size) for _, r in found]

@@ -1,0 +1,124 @@
+"""What several people cost: video-mode FPS with 1, 2 and 3 people in view, num_poses 1 vs N.
+
+The frames are decoded beforehand (decoding is not measured). The scenes are made from
+``synthetic_arms_up_tfjs.mp4`` (one person, 576x576): 1 person is the clip itself, 2 and 3 people
+are two and three copies side by side, each a second apart in the clip, so that every person costs
+the same and only their number changes; ``two_people_handshake_mmhuman3d.mp4`` is a real
+two-person clip. For each scene the estimators run on the same frames, alternating frame by frame
+(the order rotating), so that drifts in the machine's speed hit all of them alike.
+
+    python benchmarks/multi_person_cost.py [--num-poses 1 5] [--passes 3] [--threads N] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def read(path: Path, count: int | None = None) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    frames = []
+    while count is None or len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    return frames, fps
+
+
+def scenes(video: Path) -> dict[str, tuple[list[np.ndarray], float]]:
+    clip, fps = read(video / "synthetic_arms_up_tfjs.mp4")
+    n, shift = 60, 30  # 60 frames; each copy one second (30 frames) further on
+    out = {}
+    for people in (1, 2, 3):
+        out[f"{people} person{'s' if people > 1 else ''} (arms_up x{people})"] = (
+            [np.hstack([clip[i + k * shift] for k in range(people)]) for i in range(n)],
+            fps,
+        )
+    out["2 people (handshake clip)"] = read(video / "two_people_handshake_mmhuman3d.mp4")
+    return out
+
+
+def measure(estimators: dict, frames: list[np.ndarray], fps: float, passes: int) -> dict:
+    """Seconds per estimator over ``passes`` runs of ``frames`` (reset between passes), the
+    order of the estimators rotating frame by frame; poses per frame, detector share."""
+    names = list(estimators)
+    spent = dict.fromkeys(names, 0.0)
+    poses = {k: [] for k in names}
+    runs = dict.fromkeys(names, 0)
+    for _ in range(passes):
+        for est in estimators.values():
+            est.reset()
+            est.reset_counters()
+        for i, frame in enumerate(frames):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                t0 = time.perf_counter()
+                found = estimators[name].process(frame, timestamp_ms=i * 1000.0 / fps)
+                spent[name] += time.perf_counter() - t0
+                poses[name].append(len(found))
+        for name, est in estimators.items():
+            runs[name] += est.detector_runs
+    total = passes * len(frames)
+    return {
+        name: {
+            "fps": round(total / spent[name], 2),
+            "ms_per_frame": round(1000 * spent[name] / total, 2),
+            "poses_per_frame": round(float(np.mean(poses[name])), 2),
+            "detector_share": round(runs[name] / total, 3),
+        }
+        for name in names
+    }
+
+
+def main() -> int:
+    from edge import PoseEstimator
+    from edge.pose.board import cpu_model
+    from edge.service.media import media_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--num-poses", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--variant", default="float")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args()
+    estimators = {
+        f"num_poses={n}": PoseEstimator(args.variant, num_threads=args.threads, num_poses=n)
+        for n in args.num_poses
+    }
+    first = next(iter(estimators.values()))
+    machine = {"cpu": cpu_model(), "machine": platform.machine(), "threads": first.num_threads,
+               "variant": first.variant}  # fmt: skip
+    print(f"{machine}")
+    results = {"machine": machine, "scenes": {}}
+    for scene, (frames, fps) in scenes(media_dir() / "video").items():
+        for est in estimators.values():  # warm-up
+            for i, frame in enumerate(frames[:5]):
+                est.process(frame, timestamp_ms=i * 1000.0 / fps)
+        r = measure(estimators, frames, fps, args.passes)
+        results["scenes"][scene] = r
+        base = r[next(iter(r))]["ms_per_frame"]
+        for name, v in r.items():
+            print(f"{scene:30s} {name:12s} {v['fps']:6.2f} FPS {v['ms_per_frame']:7.2f} ms "
+                  f"({v['ms_per_frame'] / base - 1:+6.1%}) poses/frame {v['poses_per_frame']:.2f} "
+                  f"detector on {v['detector_share']:.1%}")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
