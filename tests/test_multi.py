@@ -116,14 +116,34 @@ def test_converging_tracks_are_merged_into_the_older_id(media, models_ready):
 
 
 def test_a_person_who_leaves_ends_their_track_and_ids_are_not_reused(media, models_ready):
+    from edge.pose.tracking import REACQUIRE_FRAMES
+
     clip, fps = frames(media, "synthetic_arms_up_tfjs.mp4", 3)
     empty = np.zeros_like(clip[0])
     est = PoseEstimator("float", num_poses=2)
-    ids = [[p.id for p in est.process(f, i * 100.0)] for i, f in enumerate([*clip, empty, *clip])]
-    assert ids == [[0], [0], [0], [], [1], [1], [1]]
+    away = [empty] * (REACQUIRE_FRAMES + 1)  # gone for longer than a moment
+    ids = [[p.id for p in est.process(f, i * 100.0)] for i, f in enumerate([*clip, *away, *clip])]
+    assert ids == [[0]] * 3 + [[]] * len(away) + [[1]] * 3
     assert est.tracker.tracks[0].id == 1
     est.reset()
     assert [p.id for p in est.process(clip[0], 0.0)] == [0]  # a new video starts from 0
+
+
+def test_a_person_lost_for_a_moment_gets_their_id_back(media, models_ready):
+    """Lost on a few frames (a blank, a glitch) and found where they were: the same id; someone
+    found elsewhere in the meantime gets a new one and keeps it."""
+    clip, _ = frames(media, "synthetic_arms_up_tfjs.mp4", 4)
+    empty = np.zeros_like(clip[0])
+    photo = cv2.imread(str(media / "images" / "standing_businessman_pixabay.jpeg"))
+    small = cv2.resize(photo, (359, 576))  # the arms_up person stands in x 200..370 of 576
+    elsewhere = empty.copy()
+    elsewhere[:, :200] = small[:, 80:280]
+    est = PoseEstimator("float", num_poses=2)
+    seq = [clip[0], clip[1], empty, empty, elsewhere, clip[2], clip[3]]
+    ids = [[p.id for p in est.process(f, i * 100.0)] for i, f in enumerate(seq)]
+    assert ids[:2] == [[0], [0]] and ids[2:4] == [[], []]
+    assert ids[4] == [1]  # another person, elsewhere: a new id
+    assert ids[5:] == [[0], [0]]  # the first one back where they were lost: their id
 
 
 def test_newcomers_are_found_at_the_redetect_interval(media, models_ready):

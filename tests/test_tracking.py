@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge.pose.tracking import (
+    REACQUIRE_FRAMES,
     SAME_LANDMARKS,
     Tracker,
     alignment_distance,
@@ -13,6 +14,7 @@ from edge.pose.tracking import (
     duplicates,
     landmark_box,
     landmark_distance,
+    reacquire_match,
     to_px,
 )
 
@@ -90,6 +92,35 @@ def test_tracker_ids_count_up_are_not_reused_and_restart_on_reset():
     assert (tr.detector_runs, tr.since_detection) == (1, 2)  # frames since the last run
     tr.reset()
     assert tr.tracks == [] and tr.start().id == 0 and tr.since_detection is None
+
+
+def test_reacquire_match_is_the_nearest_lost_person_within_the_threshold():
+    here = np.array([[100.0, 100.0], [100.0, 0.0]])  # scale 100
+    lost = [here + 300, here + [60.0, 0.0], here + [20.0, 0.0]]
+    assert reacquire_match(here, lost) == 2
+    assert reacquire_match(here, lost[:2]) == 1
+    assert reacquire_match(here, lost[:2], threshold=0.5) is None
+    assert reacquire_match(here, []) is None
+
+
+def test_tracker_gives_an_id_back_only_to_the_person_lost_with_it_and_only_for_a_while():
+    tr = Tracker()
+    seen = np.array([[100.0, 100.0], [100.0, 0.0]])
+    a = tr.start(seen)
+    a.seen = seen
+    tr.keep([a])
+    tr.tracked()
+    tr.end(a)  # a's person is lost here
+    tr.keep([])
+    assert tr.start(seen + 500).id == 1  # someone else, elsewhere: a new id
+    assert tr.start(seen + 5).id == 0  # a's person, back where they were lost
+    assert tr.start(seen + 5).id == 2  # once only
+    b = tr.start(seen)
+    b.seen = seen
+    tr.end(b)
+    for _ in range(REACQUIRE_FRAMES + 1):
+        tr.tracked()
+    assert tr.start(seen).id == 4  # lost too long ago: a new id
 
 
 def test_static_tracker_keeps_nothing_but_counts_frames():

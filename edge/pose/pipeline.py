@@ -281,6 +281,9 @@ class PoseEstimator:
                         norm, world, result.image_size, t_ns, self._smoothing
                     )
                     track.roi = roi_from_landmarks(norm, result.image_size)
+                    track.seen = to_px(
+                        result.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], result.image_size
+                    )
                 poses.append(
                     Pose(
                         score=result.score,
@@ -306,6 +309,7 @@ class PoseEstimator:
             result = self.estimator.estimate(frame, track.roi, self.segmentation, sw)
             if result is None:
                 ended = True  # the person left (or is hidden): the track ends
+                self.tracker.end(track)
             else:
                 found.append((track, result))
         if len(found) > 1:  # two tracks on one person: keep the older id
@@ -339,5 +343,11 @@ class PoseEstimator:
                     people = [to_px(r.norm[:NUM_BODY], r.image_size) for _, r in found]
                     if duplicates([*people, to_px(result.norm[:NUM_BODY], result.image_size)])[-1]:
                         continue
-                found.append((self.tracker.start() if self.tracking else None, result))
+                if self.tracking:
+                    seen = to_px(result.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], result.image_size)
+                    found.append((self.tracker.start(seen), result))
+                else:
+                    found.append((None, result))
+        if self.tracking:  # a person found again has their (older) id back
+            found.sort(key=lambda item: item[0].id)
         return found

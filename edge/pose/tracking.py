@@ -13,7 +13,9 @@ the work at any frame rate and on any board). A detection whose
 alignment points lie on a tracked person's (``alignment_distance``) is that person and is not
 estimated again; a new one whose landmarks turn out to be a tracked person's
 (``landmark_distance``) is dropped, and two tracks that converge on one person are merged into
-the older one.
+the older one. A person lost for a moment (a missed frame, a brief occlusion) and found again
+where they were lost, within ``REACQUIRE_FRAMES``, gets their id back (``reacquire_match``);
+otherwise a new person gets a new id, and ids are not reused.
 
 The numeric helpers are pure functions on arrays (pixels), tested on their own.
 """
@@ -36,6 +38,10 @@ REDETECT_INTERVAL = 15  # frames: 0.5 s at 30 FPS; with one person in view about
 # person's scale (|centre - scale point|) of the track's. Measured on the two-people clips: the
 # same person 0.02-0.22, the other person of a close pair (handshake, hug) 0.9 and more.
 SAME_ALIGNMENT = 0.5
+# A person lost at most this many frames ago and found again with alignment points within this
+# share of their scale of where they were lost gets their id back.
+REACQUIRE_FRAMES = 30
+REACQUIRE_ALIGNMENT = 1.0
 # Two sets of landmarks are one person when their mean distance is below this share of the
 # person's size (the larger landmark box's diagonal).
 SAME_LANDMARKS = 0.1
@@ -100,6 +106,19 @@ def duplicates(people: list[np.ndarray], threshold: float = SAME_LANDMARKS) -> l
     return out
 
 
+def reacquire_match(
+    points: np.ndarray, lost: list[np.ndarray], threshold: float = REACQUIRE_ALIGNMENT
+) -> int | None:
+    """The index of the lost person (each (2, 2) alignment points where they were last seen)
+    nearest to ``points`` by ``alignment_distance``, if below ``threshold``; else None."""
+    best, best_d = None, threshold
+    for i, ref in enumerate(lost):
+        d = alignment_distance(points, ref)
+        if d < best_d:
+            best, best_d = i, d
+    return best
+
+
 def detector_due(
     tracked: int, num_poses: int, ended: bool, since_run: int | None, interval: int
 ) -> bool:
@@ -123,12 +142,23 @@ class Track:
     id: int
     smoother: PoseSmoother
     roi: Rect | None = None  # the ROI to try on the next frame
+    seen: np.ndarray | None = None  # (2, 2) alignment points (pixels) where last found
+
+
+@dataclass(eq=False)
+class Lost:
+    """A track that ended: its id, where it was last found, and when (``Tracker.clock``)."""
+
+    id: int
+    seen: np.ndarray
+    clock: int
 
 
 class Tracker:
     """The tracks carried from one frame to the next, the next id, and how often detection ran.
 
-    Ids count up from 0 and are not reused until ``reset``."""
+    Ids count up from 0; an id goes back only to the person it was lost with (``end``,
+    ``start``), never to someone else, until ``reset``."""
 
     def __init__(self, enabled: bool = True, smoother_factory=PoseSmoother):
         self.enabled = enabled
@@ -138,10 +168,13 @@ class Tracker:
         self.detector_runs = 0
         self.since_detection: int | None = None  # frames since the detector last ran
         self.smoother_factory = smoother_factory
+        self.lost: list[Lost] = []
+        self.clock = 0  # frames seen (``frames`` may be reset by the caller; this is not)
 
     def tracked(self) -> list[Track]:
         """The tracks to try on this frame (counts the frame); none in static mode."""
         self.frames += 1
+        self.clock += 1
         if self.since_detection is not None:
             self.since_detection += 1
         return list(self.tracks) if self.enabled else []
@@ -150,11 +183,21 @@ class Tracker:
         self.detector_runs += 1
         self.since_detection = 0
 
-    def start(self) -> Track:
-        """A new track with a fresh id and fresh filters (not yet kept: see ``keep``)."""
+    def start(self, seen: np.ndarray | None = None) -> Track:
+        """A new track with fresh filters (not yet kept: see ``keep``): the id of a person lost
+        within ``REACQUIRE_FRAMES`` where ``seen`` (alignment points, pixels) is, else a new id."""
+        self.lost = [x for x in self.lost if self.clock - x.clock <= REACQUIRE_FRAMES]
+        match = None if seen is None else reacquire_match(seen, [x.seen for x in self.lost])
+        if match is not None:
+            return Track(self.lost.pop(match).id, self.smoother_factory())
         track = Track(self.next_id, self.smoother_factory())
         self.next_id += 1
         return track
+
+    def end(self, track: Track) -> None:
+        """The person of ``track`` is no longer found: remember where, for a while."""
+        if self.enabled and track.seen is not None:
+            self.lost.append(Lost(track.id, track.seen, self.clock))
 
     def keep(self, tracks: list[Track]) -> None:
         """The tracks that go on to the next frame, ordered by id (none in static mode)."""
@@ -168,6 +211,7 @@ class Tracker:
         self.tracks = []
         self.next_id = 0
         self.since_detection = None
+        self.lost = []
 
     @property
     def detector_share(self) -> float:
