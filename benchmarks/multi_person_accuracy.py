@@ -14,7 +14,8 @@ mean normalised distance over the labelled keypoints. A labelled person is *foun
 with at least half of their keypoints within 0.2 of their torso. PCK@0.2 counts every labelled
 keypoint of every labelled person (a person nobody was matched to counts as all wrong).
 
-    python benchmarks/multi_person_accuracy.py [--num-poses 1 5] [--json OUT]
+    python benchmarks/multi_person_accuracy.py [--num-poses 1 5] [--min-detection-score S]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -143,11 +144,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-poses", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--variant", default="float")
+    parser.add_argument("--min-detection-score", type=float, default=0.5)
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     root = media_dir() / "annotated"
     estimators = {
-        n: PoseEstimator(args.variant, tracking=False, num_poses=n) for n in args.num_poses
+        n: PoseEstimator(
+            args.variant, tracking=False, num_poses=n, min_detection_score=args.min_detection_score
+        )
+        for n in args.num_poses
     }
     results: dict = {}
     header = f"{'dataset':22s} {'imgs':>4s} {'people':>6s}"
