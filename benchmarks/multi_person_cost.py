@@ -6,7 +6,8 @@ The frames are decoded beforehand (decoding is not measured). Scenes: the clips
 photos with 1, 2 and 3 people found by the detector, each shown as a 90-frame video at 30 FPS
 (every person tracked on every frame). For each scene the estimators run on the same frames,
 alternating frame by frame (the order rotating), so that drifts in the machine's speed hit all of
-them alike.
+them alike. Reported: wall-clock FPS, and CPU time per frame (this process's user + system time,
+all threads; steadier than wall time on a machine shared with other work).
 
     python benchmarks/multi_person_cost.py [--num-poses 1 5] [--passes 3] [--threads N] [--json OUT]
 """
@@ -63,6 +64,7 @@ def measure(estimators: dict, frames: list[np.ndarray], fps: float, passes: int)
     order of the estimators rotating frame by frame; poses per frame, detector share."""
     names = list(estimators)
     spent = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
     poses = {k: [] for k in names}
     runs = dict.fromkeys(names, 0)
     for _ in range(passes):
@@ -72,9 +74,10 @@ def measure(estimators: dict, frames: list[np.ndarray], fps: float, passes: int)
         for i, frame in enumerate(frames):
             shift = i % len(names)
             for name in names[shift:] + names[:shift]:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 found = estimators[name].process(frame, timestamp_ms=i * 1000.0 / fps)
                 spent[name] += time.perf_counter() - t0
+                cpu[name] += time.process_time() - c0
                 poses[name].append(len(found))
         for name, est in estimators.items():
             runs[name] += est.detector_runs
@@ -83,6 +86,7 @@ def measure(estimators: dict, frames: list[np.ndarray], fps: float, passes: int)
         name: {
             "fps": round(total / spent[name], 2),
             "ms_per_frame": round(1000 * spent[name] / total, 2),
+            "cpu_ms_per_frame": round(1000 * cpu[name] / total, 2),
             "poses_per_frame": round(float(np.mean(poses[name])), 2),
             "detector_share": round(runs[name] / total, 3),
         }
@@ -121,11 +125,13 @@ def main() -> int:
                 est.process(frame, timestamp_ms=i * 1000.0 / fps)
         r = measure(estimators, frames, fps, args.passes)
         results["scenes"][scene] = r
-        base = r[next(iter(r))]["ms_per_frame"]
+        base = r[next(iter(r))]
         for name, v in r.items():
-            print(f"{scene:26s} {name:12s} {v['fps']:6.2f} FPS {v['ms_per_frame']:7.2f} ms "
-                  f"({v['ms_per_frame'] / base - 1:+6.1%}) poses/frame {v['poses_per_frame']:.2f} "
-                  f"detector on {v['detector_share']:.1%}")  # fmt: skip
+            wall = v["ms_per_frame"] / base["ms_per_frame"] - 1
+            cpu = v["cpu_ms_per_frame"] / base["cpu_ms_per_frame"] - 1
+            print(f"{scene:26s} {name:12s} {v['fps']:6.2f} FPS {v['ms_per_frame']:6.2f} ms "
+                  f"({wall:+6.1%}) CPU {v['cpu_ms_per_frame']:6.2f} ms ({cpu:+6.1%}) "
+                  f"poses/frame {v['poses_per_frame']:.2f} detector on {v['detector_share']:.1%}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
