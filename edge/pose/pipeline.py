@@ -270,7 +270,7 @@ class PoseEstimator:
             self.tracker.restart_smoothing()
         self._last_t = t
         sw = Stopwatch()
-        found = self._estimate(frame, t, sw)
+        found = self._estimate(frame, sw)
         poses: list[Pose] = []
         with sw("smoothing"):
             t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
@@ -299,7 +299,7 @@ class PoseEstimator:
         return poses
 
     def _estimate(
-        self, frame: np.ndarray, t: float, sw: Stopwatch
+        self, frame: np.ndarray, sw: Stopwatch
     ) -> list[tuple[Track | None, LandmarkResult]]:
         """This frame's people: (track, landmarks) for each tracked person still found, in id
         order, then for each newly detected one (a new track; None in static mode)."""
