@@ -220,11 +220,11 @@ def test_low_pass_kernel_matches_numpy_reference():
 
 
 class RecordingSmoother:
-    """Stands in for a PoseEstimator's smoother and records what the pipeline feeds it."""
+    """Stands in for a track's smoother and records what the pipeline feeds it."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, calls):
         self.inner = inner
-        self.calls = []  # (norm, world, image_size, t_ns), or None for a reset
+        self.calls = calls  # (norm, world, image_size, t_ns), or None for a reset or a new track
 
     def reset(self):
         self.calls.append(None)
@@ -240,14 +240,20 @@ def smoother_inputs_from_video(path, frames):
     from edge import PoseEstimator
 
     est = PoseEstimator(tracking=True)
-    est.smoother = RecordingSmoother(est.smoother)
+    calls = []
+
+    def new_smoother():  # a new track starts with fresh filters: as a reset
+        calls.append(None)
+        return RecordingSmoother(PoseSmoother(), calls)
+
+    est.tracker.smoother_factory = new_smoother
     cap = cv2.VideoCapture(str(path))
     for i in range(frames):
         ok, frame = cap.read()
         if not ok:
             break
         est.process(frame, timestamp_ms=(i + 1) * 100 / 3)
-    return est.smoother.calls
+    return calls
 
 
 @pytest.mark.parametrize("video", ["street.avi", "synthetic_arms_up_tfjs.mp4"])

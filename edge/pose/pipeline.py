@@ -1,6 +1,7 @@
 """``PoseEstimator``: the stages wired together.
 
-frame (BGR) -> [tracked ROI, or detector -> ROI] -> estimator -> (video mode) smoothing -> ``Pose``
+frame (BGR) -> [tracked ROIs, and/or detector -> ROIs] -> estimator -> (video mode) smoothing
+-> ``Pose`` per person (up to ``num_poses``)
 """
 
 from __future__ import annotations
@@ -18,9 +19,21 @@ from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
 from .models import DEFAULT_MODEL, LANDMARK_MODELS, int8_name, locate
 from .models import models_dir as default_models_dir
 from .roi import Roi, rect_to_roi
-from .smoothing import PoseSmoother
 from .stopwatch import Stopwatch
-from .tracking import Tracker, roi_from_detection
+from .tracking import (
+    CENTRE_LANDMARK,
+    REDETECT_INTERVAL,
+    SAME_ALIGNMENT,
+    SCALE_LANDMARK,
+    Track,
+    Tracker,
+    alignment_distance,
+    detector_due,
+    duplicates,
+    roi_from_detection,
+    roi_from_landmarks,
+    to_px,
+)
 from .variants import CHOICES, choose, variants
 
 log = logging.getLogger(__name__)
@@ -32,16 +45,22 @@ class FrameError(ValueError):
 
 @dataclass
 class Pose:
-    """One person. Pixels are the input frame's; z is on x's scale, negative towards the camera."""
+    """One person. Pixels are the input frame's; z is on x's scale, negative towards the camera.
+
+    ``id``: in video mode the person's track id, the same from frame to frame while they are
+    tracked (ids count up from 0 and are not reused until ``PoseEstimator.reset``); in static mode
+    the rank of the person's detection in that image (0 = best)."""
 
     score: float
     landmarks: np.ndarray  # (33, 5) float32: x, y, z (px), visibility, presence
     world_landmarks: np.ndarray  # (33, 3) float32, metres, origin between the hips
     roi: Roi
     segmentation_mask: np.ndarray | None = field(default=None, repr=False)
+    id: int = 0
 
     def to_dict(self, decimals: int = 3) -> dict:
         return {
+            "id": self.id,
             "score": round(self.score, 4),
             "landmarks": np.round(self.landmarks.astype(np.float64), decimals).tolist(),
             "world_landmarks": np.round(self.world_landmarks.astype(np.float64), 4).tolist(),
@@ -80,6 +99,14 @@ class PoseEstimator:
     MediaPipe's ``model_complexity`` 0, 1 and 2, from fastest to most accurate. Each must have
     been fetched (``blazepose-edge models fetch --model heavy``).
 
+    ``num_poses``: at most this many people per frame (default 1). In static mode the best
+    ``num_poses`` detections are estimated and the poses come best first. In video mode each
+    person has a track of their own (an id, a ROI carried from their own previous landmarks,
+    their own smoothing filters) and poses come ordered by id; while fewer than ``num_poses``
+    people are tracked the detector runs every ``redetect_interval`` frames (on every frame while
+    nobody is, and at once when a track ends) to find newcomers. With more people in view than
+    ``num_poses``, those already tracked are kept and the others are ignored until a track ends.
+
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
     for full only, accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest
     verified variant of ``model`` on this board, measured once and cached; see
@@ -100,9 +127,21 @@ class PoseEstimator:
         warp: str = "numba",
         backend: str | None = None,
         models_dir: str | Path | None = None,
+        num_poses: int = 1,
+        redetect_interval: int = REDETECT_INTERVAL,
     ):
         if model not in LANDMARK_MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {', '.join(LANDMARK_MODELS)}")
+        if isinstance(num_poses, bool) or not isinstance(num_poses, int) or num_poses < 1:
+            raise ValueError(f"num_poses must be an integer >= 1, not {num_poses!r}")
+        if (
+            isinstance(redetect_interval, bool)
+            or not isinstance(redetect_interval, int)
+            or redetect_interval < 1
+        ):
+            raise ValueError(
+                f"redetect_interval must be an integer >= 1 (frames), not {redetect_interval!r}"
+            )
         if variant not in CHOICES:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
         if variant == "int8" and int8_name(model) is None:
@@ -140,8 +179,9 @@ class PoseEstimator:
         self.tracking = tracking
         self._smoothing = tracking if smoothing is None else bool(smoothing)
         self.segmentation = segmentation
+        self.num_poses = num_poses
+        self.redetect_interval = redetect_interval
         self.tracker = Tracker(enabled=tracking)
-        self.smoother = PoseSmoother()
         self._last_t: float | None = None  # the last timestamp_ms, to notice a step back
         self._timings: dict[str, float] = {}
         self._model_files = {
@@ -224,9 +264,8 @@ class PoseEstimator:
         self.close()
 
     def reset(self) -> None:
-        """Forget the tracked person (start of a new video)."""
+        """Forget the tracked people (start of a new video); ids start again from 0."""
         self.tracker.reset()
-        self.smoother.reset()
         self._last_t: float | None = None
 
     def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> list[Pose]:
@@ -245,43 +284,87 @@ class PoseEstimator:
                 "timestamp went back from %.1f to %.1f ms: smoothing starts again (call reset() "
                 "between videos)", self._last_t, t,
             )  # fmt: skip
-            self.smoother.reset()
+            self.tracker.restart_smoothing()
         self._last_t = t
         sw = Stopwatch()
-
-        result: LandmarkResult | None = None
-        roi = self.tracker.tracked_roi()
-        if roi is not None:
-            result = self.estimator.estimate(frame, roi, self.segmentation, sw)
-        if result is None:
-            # Lost (or never had) the person: detect on this same frame rather than skip it.
-            self.smoother.reset()
-            detections = self.detector.detect(frame, sw)
-            self.tracker.detected()
-            if detections:
-                rect = roi_from_detection(detections[0])
-                result = self.estimator.estimate(frame, rect, self.segmentation, sw)
-
+        found = self._estimate(frame, sw)
         poses: list[Pose] = []
-        if result is None:
-            self.tracker.update(None)
-        else:
-            with sw("smoothing"):
+        with sw("smoothing"):
+            t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
+            for rank, (track, result) in enumerate(found):
                 norm, world = result.norm, result.world
                 if self.tracking:
-                    t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
-                    norm, world = self.smoother(
+                    norm, world = track.smoother(
                         norm, world, result.image_size, t_ns, self._smoothing
                     )
-                self.tracker.update(norm, result.image_size)
-            poses.append(
-                Pose(
-                    score=result.score,
-                    landmarks=to_pixels(norm[:NUM_BODY], result.image_size),
-                    world_landmarks=world[:NUM_BODY].copy(),
-                    roi=rect_to_roi(result.rect, *result.image_size),
-                    segmentation_mask=result.mask,
+                    track.roi = roi_from_landmarks(norm, result.image_size)
+                    track.seen = to_px(
+                        result.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], result.image_size
+                    )
+                poses.append(
+                    Pose(
+                        score=result.score,
+                        landmarks=to_pixels(norm[:NUM_BODY], result.image_size),
+                        world_landmarks=world[:NUM_BODY].copy(),
+                        roi=rect_to_roi(result.rect, *result.image_size),
+                        segmentation_mask=result.mask,
+                        id=track.id if self.tracking else rank,
+                    )
                 )
-            )
+            self.tracker.keep([track for track, _ in found])
         self._timings = sw.ms
         return poses
+
+    def _estimate(
+        self, frame: np.ndarray, sw: Stopwatch
+    ) -> list[tuple[Track | None, LandmarkResult]]:
+        """This frame's people: (track, landmarks) for each tracked person still found, in id
+        order, then for each newly detected one (a new track; None in static mode)."""
+        found: list[tuple[Track | None, LandmarkResult]] = []
+        ended = False
+        for track in self.tracker.tracked():
+            result = self.estimator.estimate(frame, track.roi, self.segmentation, sw)
+            if result is None:
+                ended = True  # the person left (or is hidden): the track ends
+                self.tracker.end(track)
+            else:
+                found.append((track, result))
+        if len(found) > 1:  # two tracks on one person: keep the older id
+            dup = duplicates([to_px(r.norm[:NUM_BODY], r.image_size) for _, r in found])
+            ended |= any(dup)
+            found = [item for item, d in zip(found, dup, strict=True) if not d]
+        n = self.num_poses
+        due = detector_due(
+            len(found), n, ended, self.tracker.since_detection, self.redetect_interval
+        )
+        if not self.tracking or due:
+            # Detect on this same frame rather than skip it.
+            detections = self.detector.detect(frame, sw)
+            self.tracker.detected()
+            if found:  # a detection on a tracked person is that person: not estimated again
+                size = found[0][1].image_size
+                tracked = [to_px(r.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], size) for _, r in found]
+                detections = [
+                    d for d in detections
+                    if all(
+                        alignment_distance(to_px(d.keypoints_norm[:2], size), ref) >= SAME_ALIGNMENT
+                        for ref in tracked
+                    )
+                ]  # fmt: skip
+            for detection in detections[: n - len(found)]:
+                rect = roi_from_detection(detection)
+                result = self.estimator.estimate(frame, rect, self.segmentation, sw)
+                if result is None:
+                    continue
+                if found:  # its landmarks may still be someone's found already
+                    people = [to_px(r.norm[:NUM_BODY], r.image_size) for _, r in found]
+                    if duplicates([*people, to_px(result.norm[:NUM_BODY], result.image_size)])[-1]:
+                        continue
+                if self.tracking:
+                    seen = to_px(result.norm[[CENTRE_LANDMARK, SCALE_LANDMARK]], result.image_size)
+                    found.append((self.tracker.start(seen), result))
+                else:
+                    found.append((None, result))
+        if self.tracking:  # a person found again has their (older) id back
+            found.sort(key=lambda item: item[0].id)
+        return found

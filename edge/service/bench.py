@@ -103,9 +103,12 @@ def run(
     warmup: int = 30,
     show_progress: bool = True,
     model: str = models.DEFAULT_MODEL,
+    num_poses: int = 1,
 ) -> dict:
     with native_stderr_to_log():
-        est = PoseEstimator(variant=variant, num_threads=threads, tracking=True, model=model)
+        est = PoseEstimator(
+            variant=variant, num_threads=threads, tracking=True, model=model, num_poses=num_poses
+        )
     video = _TimedVideo(source)
     video.open()
     grabber = FrameGrabber(video)  # decoding runs in its own thread, as in the daemon
@@ -174,7 +177,7 @@ def run(
             "variant_reason": est.variant_reason,
             "models": models_used,
         },
-        "config": {"source": source, "frames": frames, "warmup": warmup},
+        "config": {"source": source, "frames": frames, "warmup": warmup, "num_poses": num_poses},
         "stages_ms": {stage: percentiles(v) for stage, v in samples.items() if v},
         "throughput": {
             "fps": round(frames / wall, 2),

@@ -27,6 +27,7 @@ MODEL_HELP = (
     "(or heavy) first"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NUM_POSES_HELP = "at most N people per frame, each with an id"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -80,6 +81,7 @@ class Infer:
                     num_threads=self.args.threads,
                     tracking=tracking,
                     model=self.args.model,
+                    num_poses=self.args.num_poses,
                 )
         return self._estimators[tracking]
 
@@ -207,7 +209,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
                        show_progress=sys.stderr.isatty() or args.progress,
-                       model=args.model)  # fmt: skip
+                       model=args.model, num_poses=args.num_poses)  # fmt: skip
     print(bench.summary(report))
     try:
         if args.json:
@@ -279,6 +281,7 @@ def _load_config(args: argparse.Namespace):
         "pipeline.model": args.model,
         "pipeline.variant": args.variant,
         "pipeline.threads": args.threads,
+        "pipeline.num_poses": args.num_poses,
     }
     return config.load(Path(args.config) if args.config else None, overrides)
 
@@ -369,6 +372,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help=about("pipeline.variant"),
     )
     p.add_argument("--threads", type=int, help=about("pipeline.threads"))
+    p.add_argument("--num-poses", type=int, metavar="N", help=about("pipeline.num_poses"))
 
 
 def _at_least(minimum: int):
@@ -399,6 +403,13 @@ def _add_estimator_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threads", type=_at_least(0), default=None, help="interpreter threads (0: auto)"
+    )
+    p.add_argument(
+        "--num-poses",
+        type=_at_least(1),
+        default=1,
+        metavar="N",
+        help=NUM_POSES_HELP + " (default 1)",
     )
 
 

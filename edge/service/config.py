@@ -222,6 +222,13 @@ class PipelineConfig:
         "Smooth landmarks over time (MediaPipe's filters); false gives each frame's raw landmarks.",
         reload=True,
     )
+    num_poses: int = setting(
+        1,
+        "At most this many people per frame, each with an id that stays with them while tracked "
+        "(1: one person, as MediaPipe's legacy Pose).",
+        ge=1,
+        le=255,
+    )
 
 
 @dataclass

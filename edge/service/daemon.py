@@ -61,6 +61,7 @@ class Daemon:
                     tracking=True,
                     smoothing=cfg.pipeline.smoothing,
                     min_detection_score=cfg.pipeline.min_detection_score,
+                    num_poses=cfg.pipeline.num_poses,
                 )
         self.estimator = estimator
         self.source = source or open_source(cfg.source)
