@@ -357,9 +357,9 @@ def cmd_ha(args: argparse.Namespace) -> int:
         print(config_topic)
         print(json.dumps(discovery_document(cfg), indent=2, ensure_ascii=False))
         return 0
-    if cfg.mqtt.host.lower() == "none":
-        _err("ha remove needs the MQTT broker the daemon publishes to (mqtt.host is none)")
-        return 2
+    if cfg.mqtt.host.lower() == "none":  # no broker, so no device was announced
+        print("nothing to remove: mqtt.host is none (no broker, no Home Assistant device)")
+        return 0
     client_id = (cfg.mqtt.client_id or f"blazepose-edge-{cfg.device_id}") + "-remove"
     try:
         send_once(cfg.mqtt, removal_messages(cfg), client_id, timeout=args.timeout)

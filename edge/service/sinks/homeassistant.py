@@ -9,6 +9,8 @@ from the device id, so the same daemon keeps the same entities across restarts):
 - frame rate, pipeline latency (p50, ms), CPU temperature and throttling where this board
   reports them, landmark model and variant (diagnostic entities).
 
+Each entity expires (``expire_after``, 3 stats intervals, at least 60 s) when no state arrives.
+
 Their state is a small retained JSON document on ``<topic_prefix>/<device_id>/state``
 (``{"present": true, "people": 1, "fps": 29.8, "latency_ms": 41.2, ...}``), so Home Assistant
 never parses landmarks: sent when the number of people changes (at most once per
@@ -31,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -105,13 +108,21 @@ def _support_url() -> str | None:
     return None
 
 
-def components(node: str, temperature: bool, throttling: bool) -> dict[str, dict]:
+def expire_after(stats_interval: float) -> int:
+    """Seconds after which Home Assistant shows an entity unavailable when no state arrived:
+    the state is sent with every stats document, so this catches what the status topic cannot
+    say (a board that lost power behind a bridged broker, a daemon that hangs)."""
+    return max(60, math.ceil(3 * stats_interval))
+
+
+def components(node: str, temperature: bool, throttling: bool, expire: int) -> dict[str, dict]:
     """The entities (``cmps``), keyed by a component id; each reads one key of the state
-    document. ``temperature`` and ``throttling``: whether this board reports them."""
+    document. ``temperature`` and ``throttling``: whether this board reports them; ``expire``:
+    ``expire_after`` in seconds."""
 
     def entity(platform: str, key: str, name: str, template: str, **extra) -> dict:
         return {"p": platform, "name": name, "uniq_id": f"blazepose_edge_{node}_{key}",
-                "val_tpl": template, **extra}  # fmt: skip
+                "val_tpl": template, "exp_aft": expire, **extra}  # fmt: skip
 
     diagnostic = {"ent_cat": "diagnostic"}
     out = {
@@ -182,7 +193,7 @@ def discovery_document(
         ],
         "stat_t": t["state"],
         "qos": QOS,
-        "cmps": components(node, temperature, throttling),
+        "cmps": components(node, temperature, throttling, expire_after(cfg.mqtt.stats_interval)),
     }
 
 
