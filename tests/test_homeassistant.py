@@ -20,7 +20,7 @@ from edge.service import config
 from edge.service.sinks import FrameResult, MqttPublisher, StdoutPublisher, make_sinks
 from edge.service.sinks import homeassistant as ha
 
-from .broker import Subscriber, free_port
+from .broker import PASSWORD, USER, Subscriber, free_port
 from .test_daemon import finish, start_daemon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +205,9 @@ def test_entity_states_from_the_state_document():
     states = entity_states(doc, json.dumps(unknown))
     assert states["fps"] == "None"  # Home Assistant shows "None" as unknown
     assert states["person"] == "OFF" and states["people"] == "0"
+    lost = {**state, "present": None, "people": None, "throttled": None}  # camera lost
+    states = entity_states(doc, json.dumps(lost))
+    assert states["person"] == states["people"] == states["throttled"] == "None"
 
 
 def test_node_id_fits_the_discovery_topic_and_stays_distinct():
@@ -305,6 +308,20 @@ def test_nothing_is_sent_while_disconnected_and_the_connection_sends_the_state()
     transport.hooks[0]()
     assert len(transport.on("/config")) == 1
     assert json.loads(transport.on("/state")[-1])["people"] == 1
+
+
+def test_presence_is_unknown_while_the_camera_is_lost():
+    transport, clock = FakeTransport(), Clock()
+    device = ha.HomeAssistantDevice(cfg_for(), transport, clock=clock)
+    device.frame(result(1))
+    device.set_status("degraded: camera lost: /dev/video0 gone")
+    last = json.loads(transport.on("/state")[-1])
+    assert last["present"] is None and last["people"] is None
+    device.set_status("online")
+    clock.now += 1
+    device.frame(result(1))
+    last = json.loads(transport.on("/state")[-1])
+    assert last["present"] is True and last["people"] == 1
 
 
 def test_only_online_on_the_ha_status_topic_announces_and_bursts_are_bounded():
@@ -435,6 +452,19 @@ def test_ha_remove_without_a_broker_exits_5(tmp_path):
     assert done.returncode == 5
     assert "cannot remove the Home Assistant device" in done.stderr
     assert "unreachable" in done.stderr
+
+
+def test_ha_remove_reads_the_password_as_the_daemon_does(broker_factory, tmp_path, monkeypatch):
+    broker = broker_factory(auth=True)
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "{USER}"\n')
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MQTT_PASSWORD", "wrong")
+    done = ha_cli("remove", "--config", str(conf), "--device-id", "cam1")
+    assert done.returncode == 5 and "refused" in done.stderr, done.stderr
+    assert "wrong" not in done.stderr
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MQTT_PASSWORD", PASSWORD)
+    done = ha_cli("remove", "--config", str(conf), "--device-id", "cam1")
+    assert done.returncode == 0, done.stderr
 
 
 def test_ha_show_prints_the_document():

@@ -255,7 +255,7 @@ class TlsConfig:
 @dataclass
 class MqttConfig:
     """The MQTT broker and what is published to it: topics <topic_prefix>/<device_id>/pose,
-    .../status and .../stats."""
+    .../status and .../stats (and .../state for Home Assistant, see [homeassistant])."""
 
     host: str = setting(
         "localhost",

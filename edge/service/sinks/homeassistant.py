@@ -14,7 +14,8 @@ Each entity expires (``expire_after``, 3 stats intervals, at least 60 s) when no
 Their state is a small retained JSON document on ``<topic_prefix>/<device_id>/state``
 (``{"present": true, "people": 1, "fps": 29.8, "latency_ms": 41.2, ...}``), so Home Assistant
 never parses landmarks: sent when the number of people changes (at most once per
-``MIN_INTERVAL_S``) and with every stats document. Availability follows the daemon's retained
+``MIN_INTERVAL_S``) and with every stats document; ``null`` is unknown (presence while the camera
+is lost, the figures before the first stats document). Availability follows the daemon's retained
 status topic: ``online`` and ``degraded: ...`` count as available, ``offline`` (a clean stop, or
 the broker's last will) does not.
 
@@ -108,6 +109,13 @@ def _support_url() -> str | None:
     return None
 
 
+def _on_off(key: str) -> str:
+    """A binary sensor's template: ON, OFF, or None (unknown) while the key is null."""
+    return (
+        f"{{{{ 'None' if value_json.{key} is none else ('ON' if value_json.{key} else 'OFF') }}}}"
+    )
+
+
 def expire_after(stats_interval: float) -> int:
     """Seconds after which Home Assistant shows an entity unavailable when no state arrived:
     the state is sent with every stats document, so this catches what the status topic cannot
@@ -127,7 +135,7 @@ def components(node: str, temperature: bool, throttling: bool, expire: int) -> d
     diagnostic = {"ent_cat": "diagnostic"}
     out = {
         "person": entity("binary_sensor", "person", "Person present",
-                         "{{ 'ON' if value_json.present else 'OFF' }}", dev_cla="occupancy"),
+                         _on_off("present"), dev_cla="occupancy"),
         "people": entity("sensor", "people", "People in view", "{{ value_json.people }}",
                          stat_cla="measurement", ic="mdi:account-multiple"),
         "fps": entity("sensor", "fps", "Frame rate", "{{ value_json.fps }}",
@@ -145,7 +153,7 @@ def components(node: str, temperature: bool, throttling: bool, expire: int) -> d
     if throttling:
         out["throttled"] = entity(
             "binary_sensor", "throttled", "Throttling",
-            "{{ 'ON' if value_json.throttled else 'OFF' }}", dev_cla="problem", **diagnostic,
+            _on_off("throttled"), dev_cla="problem", **diagnostic,
         )  # fmt: skip
     out["model"] = entity("sensor", "model", "Landmark model", "{{ value_json.model }}",
                           ic="mdi:human", **diagnostic)  # fmt: skip
@@ -280,6 +288,15 @@ class HomeAssistantDevice(Sink):
                 self._last_sent is None or self.clock() - self._last_sent >= MIN_INTERVAL_S
             ):
                 self._send()
+
+    def set_status(self, status: str) -> None:
+        """While the camera is lost, who is in view is unknown (the device stays available)."""
+        if status.startswith("degraded"):
+            with self._lock:
+                if self._state["people"] is not None:
+                    self._state.update(people=None, present=None)
+                    self._known = True
+                    self._send()
 
     def stats(self, stats: dict) -> None:
         total = (stats.get("latency_ms") or {}).get("total") or {}
