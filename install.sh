@@ -2,7 +2,7 @@
 # Install blazepose-edge into ./.venv, fetch and verify the models, and say what to run next.
 #
 #   ./install.sh              runtime, plus Mosquitto from apt if no MQTT broker answers locally
-#   ./install.sh --dev        also the test and lint tools (pytest, ruff, jsonschema)
+#   ./install.sh --dev        also the test and lint tools (pytest, ruff, jsonschema, jinja2)
 #   ./install.sh --no-broker  never install Mosquitto
 #   ./install.sh --models=lite,full,heavy
 #                             the landmark models to fetch (default lite,full; heavy is 28 MB); the
@@ -16,8 +16,8 @@
 #                             folder; say a minute of your camera's view) instead of the test media
 #   ./install.sh --service    (root) also install the systemd service: a copy in /opt/blazepose-edge,
 #                             user blazepose-edge (group video), /etc/blazepose-edge/config.toml
-#   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool
-#                             (the config in /etc/blazepose-edge is kept)
+#   ./install.sh --uninstall  (root) remove the service, its user, /opt/blazepose-edge and its spool,
+#                             and its Home Assistant device (the config in /etc/blazepose-edge is kept)
 #
 # Safe to re-run: it only installs what changed and re-checks the model files. The models go to
 # $BLAZEPOSE_EDGE_MODELS, else ~/.local/share/blazepose-edge/models (the service's: /var/lib/...).
@@ -79,6 +79,13 @@ have_systemd() { [ -d /run/systemd/system ]; }
 if [ "$UNINSTALL" = 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "install.sh --uninstall: run as root (sudo)" >&2; exit 1; }
   if have_systemd; then systemctl disable --now blazepose-edge.service 2>/dev/null || true; fi
+  if [ -x "$SVC_HOME/.venv/bin/blazepose-edge" ]; then
+    # the device leaves Home Assistant with the service (the password read as the service does)
+    creds=; [ -f /etc/blazepose-edge/mqtt_password ] && creds=/etc/blazepose-edge
+    conf=(); [ -f /etc/blazepose-edge/config.toml ] && conf=(--config /etc/blazepose-edge/config.toml)
+    CREDENTIALS_DIRECTORY=$creds "$SVC_HOME/.venv/bin/blazepose-edge" ha remove "${conf[@]}" \
+      || say "the Home Assistant device could not be removed from the broker; delete it in Home Assistant"
+  fi
   rm -f "$UNIT"
   have_systemd && systemctl daemon-reload
   rm -rf "$SVC_HOME" /var/cache/blazepose-edge /var/lib/blazepose-edge

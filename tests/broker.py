@@ -1,4 +1,5 @@
-"""A real Mosquitto for tests: own config, own free loopback port, optional password and TLS."""
+"""A real Mosquitto for tests: own config, own free loopback port, optional password and TLS,
+optionally bridged to another one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 USER, PASSWORD = "pose", "s3cret-pw"
+# what a board's broker forwards to the central one (docs/deployment.md, "Fleet"): the daemon's
+# topics and its Home Assistant device out, Home Assistant's birth message in
+BRIDGE_TOPICS = ("blazepose/# out 1", "homeassistant/device/# out 1", "homeassistant/status in 1")
 
 
 def free_port() -> int:
@@ -46,7 +50,14 @@ class Broker:
         tls: bool = False,
         port: int | None = None,
         persistence: bool = False,
+        bridge_to: Broker | None = None,
+        bridge_topics: tuple[str, ...] = BRIDGE_TOPICS,
+        log_subscriptions: bool = False,
     ):
+        """``bridge_to``: bridge this broker to that one (started first), forwarding
+        ``bridge_topics`` (Mosquitto's ``topic`` lines: pattern, direction, QoS), as a board's
+        local broker bridged to a central one. ``log_subscriptions``: log every subscription to
+        ``self.log`` (``subscriptions()`` reads them)."""
         if not shutil.which("mosquitto"):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.folder = folder
@@ -71,6 +82,13 @@ class Broker:
         if tls:
             lines += [f"cafile {self.certs['ca']}", f"certfile {self.certs['cert']}",
                       f"keyfile {self.certs['key']}"]  # fmt: skip
+        self.log = folder / "mosquitto.log"
+        if log_subscriptions:
+            lines += [f"log_dest file {self.log}", "log_type subscribe"]
+        if bridge_to is not None:  # last: the options after "connection" are the bridge's
+            lines += [f"connection to-{bridge_to.port}", f"address 127.0.0.1:{bridge_to.port}",
+                      "cleansession true", "restart_timeout 1", "start_type automatic"]  # fmt: skip
+            lines += [f"topic {topic}" for topic in bridge_topics]
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
@@ -89,6 +107,15 @@ class Broker:
                     raise RuntimeError(f"mosquitto failed: {err}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start")
+
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """(client id, topic filter) of every subscription so far (``log_subscriptions``)."""
+        found = []
+        for line in self.log.read_text().splitlines() if self.log.exists() else []:
+            parts = line.split()  # "<time>: <client id> <qos> <topic filter>"
+            if len(parts) == 4 and parts[2].isdigit():
+                found.append((parts[1], parts[3]))
+        return found
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -145,6 +145,7 @@ def test_check_config_command(tmp_path, capsys):
         ('[mqtt]\npassword_file = "c.toml"\n', "mqtt.username must be set when"),
         ('[mqtt.tls]\ncert_file = "c.toml"\n', "mqtt.tls.key_file and mqtt.tls.cert_file go"),
         ("[mqtt.tls]\nfoo = 1\n", "unknown key mqtt.tls.foo (known in this section: ca_file,"),
+        ('[homeassistant]\nprefix = "ha/#"\n', "homeassistant.prefix must not contain"),
     ],
 )
 def test_declared_constraints_name_the_key(tmp_path, monkeypatch, text, message):
@@ -161,7 +162,7 @@ def test_validate_checks_types_of_a_config_built_in_code():
 
 
 def test_every_key_is_declared_once_with_a_description():
-    assert len(config.KEYS) == 41
+    assert len(config.KEYS) == 43
     for key in config.KEYS.values():
         assert key.spec.doc.strip(), key.name
         assert key.type in (bool, int, float, str), key.name

@@ -1,4 +1,4 @@
-"""Command line: ``blazepose-edge infer|models ...``."""
+"""Command line: ``blazepose-edge infer|run|check-config|bench|ha|models ...``."""
 
 from __future__ import annotations
 
@@ -269,19 +269,22 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _load_config(args: argparse.Namespace):
     from . import config
 
+    def option(name: str):  # ``ha`` has only some of ``run``'s options
+        return getattr(args, name, None)
+
     overrides = {
-        "source.uri": args.source,
-        "source.loop": True if args.loop else None,
-        "source.realtime": True if args.realtime else None,
-        "mqtt.host": args.mqtt_host,
-        "mqtt.port": args.mqtt_port,
-        "mqtt.device_id": args.device_id,
-        "mqtt.topic_prefix": args.topic_prefix,
-        "daemon.max_frames": args.max_frames,
-        "pipeline.model": args.model,
-        "pipeline.variant": args.variant,
-        "pipeline.threads": args.threads,
-        "pipeline.num_poses": args.num_poses,
+        "source.uri": option("source"),
+        "source.loop": True if option("loop") else None,
+        "source.realtime": True if option("realtime") else None,
+        "mqtt.host": option("mqtt_host"),
+        "mqtt.port": option("mqtt_port"),
+        "mqtt.device_id": option("device_id"),
+        "mqtt.topic_prefix": option("topic_prefix"),
+        "daemon.max_frames": option("max_frames"),
+        "pipeline.model": option("model"),
+        "pipeline.variant": option("variant"),
+        "pipeline.threads": option("threads"),
+        "pipeline.num_poses": option("num_poses"),
     }
     return config.load(Path(args.config) if args.config else None, overrides)
 
@@ -339,6 +342,53 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     else:
         print("configuration ok")
     return 0
+
+
+def cmd_ha(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .sinks.homeassistant import discovery_document, removal_messages, topics
+    from .sinks.mqtt import PublishError, send_once
+
+    try:
+        cfg = _load_config(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    config_topic = topics(cfg)["config"]
+    if args.action == "show":
+        print(config_topic)
+        print(json.dumps(discovery_document(cfg), indent=2, ensure_ascii=False))
+        return 0
+    if cfg.mqtt.host.lower() == "none":  # no broker, so no device was announced
+        print("nothing to remove: mqtt.host is none (no broker, no Home Assistant device)")
+        return 0
+    client_id = (cfg.mqtt.client_id or f"blazepose-edge-{cfg.device_id}") + "-remove"
+    try:
+        send_once(cfg.mqtt, removal_messages(cfg), client_id, timeout=args.timeout)
+    except (PublishError, ConfigError) as exc:
+        _err(f"cannot remove the Home Assistant device: {exc}")
+        return 5
+    print(f"removed the Home Assistant device {cfg.device_id} ({config_topic} cleared)")
+    return 0
+
+
+def _add_broker_options(p: argparse.ArgumentParser) -> None:
+    """The options that say which broker and device (``ha``)."""
+    from . import config
+
+    def about(key: str) -> str:
+        default = config.toml_value(config.default(key))
+        return f"{config.KEYS[key].spec.doc} ({key}, default {default})".replace("%", "%%")
+
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML config (default {config.DEFAULT_CONFIG} if present)",
+    )
+    p.add_argument("--mqtt-host", help=about("mqtt.host"))
+    p.add_argument("--mqtt-port", type=int, help=about("mqtt.port"))
+    p.add_argument("--device-id", help=about("mqtt.device_id"))
+    p.add_argument("--topic-prefix", help=about("mqtt.topic_prefix"))
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -518,6 +568,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-fps", type=float, help="exit 1 if the FPS is below this")
     bench.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
     bench.set_defaults(func=cmd_bench)
+
+    ha = _command(
+        sub, "ha", "the Home Assistant device: show or remove it",
+        "The daemon announces itself to Home Assistant by MQTT discovery (homeassistant."
+        "discovery, on by default): one device with its entities. 'show' prints the discovery "
+        "topic and document; 'remove' clears them on the broker, so Home Assistant removes the "
+        "device (stop the daemon first, or it announces itself again when it restarts).",
+        "  blazepose-edge ha show\n"
+        "  blazepose-edge ha remove --config /etc/blazepose-edge/config.toml\n"
+        "  blazepose-edge ha remove --mqtt-host broker.lan --device-id porch",
+    )  # fmt: skip
+    ha_actions = ha.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = _command(
+        ha_actions, "show", "print the discovery topic and document",
+        "Print the topic and the JSON document the daemon announces itself with (Home "
+        "Assistant's device-based MQTT discovery).",
+        "  blazepose-edge ha show --device-id porch",
+    )  # fmt: skip
+    remove = _command(
+        ha_actions, "remove", "remove the device from Home Assistant",
+        "Publish an empty retained message on the device's discovery topic (Home Assistant "
+        "then removes the device and its entities) and on its state topic. Exit 5 if the "
+        "broker cannot be reached or refuses the connection.",
+        "  blazepose-edge ha remove --config /etc/blazepose-edge/config.toml",
+    )  # fmt: skip
+    for action in (show, remove):
+        _add_broker_options(action)
+    remove.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the broker (default 10)"
+    )
+    ha.set_defaults(func=cmd_ha)
 
     mod = _command(
         sub, "models", "fetch or verify the model files",

@@ -261,7 +261,7 @@ class TlsConfig:
 @dataclass
 class MqttConfig:
     """The MQTT broker and what is published to it: topics <topic_prefix>/<device_id>/pose,
-    .../status and .../stats."""
+    .../status and .../stats (and .../state for Home Assistant, see [homeassistant])."""
 
     host: str = setting(
         "localhost",
@@ -381,6 +381,30 @@ class SpoolConfig:
 
 
 @dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery: the daemon appears in Home Assistant as one device (person
+    present, people in view, frame rate, latency, CPU temperature, model), through the MQTT
+    broker it publishes to, announced at <prefix>/device/<node_id>/config. Removed by
+    blazepose-edge ha remove."""
+
+    discovery: bool = setting(
+        True,
+        "Announce this daemon to Home Assistant (MQTT discovery), and again whenever Home "
+        "Assistant restarts (<prefix>/status online). Needs an MQTT broker (not mqtt.host = "
+        '"none").',
+    )
+    prefix: str = setting(
+        "homeassistant",
+        "Home Assistant's discovery prefix (its MQTT integration's setting; the default is "
+        "homeassistant).",
+        check=(
+            without("+#", "MQTT wildcards"),
+            Check("not empty nor only /", lambda v: None if v.strip("/") else "must not be empty"),
+        ),
+    )
+
+
+@dataclass
 class DaemonConfig:
     """The daemon itself."""
 
@@ -400,6 +424,7 @@ class Config:
     pipeline: PipelineConfig = section(PipelineConfig)
     mqtt: MqttConfig = section(MqttConfig)
     spool: SpoolConfig = section(SpoolConfig)
+    homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
     daemon: DaemonConfig = section(DaemonConfig)
 
     @property

@@ -1,5 +1,6 @@
 """Sinks: where the daemon's results go (``base.Sink`` is the interface). The pose sink is an
-MQTT broker, or stdout with ``--mqtt-host none``."""
+MQTT broker, or stdout with ``--mqtt-host none``; with a broker, the Home Assistant device
+(``homeassistant.discovery``) rides on its connection."""
 
 from __future__ import annotations
 
@@ -35,4 +36,10 @@ def pose_sink(cfg: Config) -> Sink:
 
 def make_sinks(cfg: Config) -> list[Sink]:
     """Every sink the configuration asks for, the pose sink first."""
-    return [pose_sink(cfg)]
+    pose = pose_sink(cfg)
+    sinks = [pose]
+    if cfg.homeassistant.discovery and isinstance(pose, MqttPublisher):
+        from .homeassistant import HomeAssistantDevice
+
+        sinks.append(HomeAssistantDevice(cfg, pose))
+    return sinks

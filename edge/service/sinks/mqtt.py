@@ -40,6 +40,11 @@ Delivery accounting (``delivery()``, the exit summary and ``publish.pose`` in st
 messages only. "Delivered" means, with QoS 0, handed to a client connected to the broker (QoS 0
 has no acknowledgement: a message in the socket when the connection breaks is lost unseen); with
 QoS 1 or 2, acknowledged by the broker.
+
+Transport for other sinks (the Home Assistant device uses only this): ``publish(topic, payload,
+qos, retain)`` on any topic; ``subscribe(topic, callback)``, made again on every reconnect;
+``on_connect(callback)``, called after every (re)connection; ``connected``. ``send_once()``
+publishes a few messages with the same broker settings and disconnects (one-off commands).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -105,6 +111,23 @@ def _why(exc: OSError | None) -> str:
     return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
+def _credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
+    """User name, password and TLS as configured."""
+    if cfg.username:
+        client.username_pw_set(cfg.username, read_password(cfg))
+    if cfg.tls.enabled:
+        try:
+            client.tls_set(
+                ca_certs=cfg.tls.ca_file or None,
+                certfile=cfg.tls.cert_file or None,
+                keyfile=cfg.tls.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise PublishError(f"mqtt.tls: cannot load the TLS files: {exc}") from exc
+        client.tls_insecure_set(cfg.tls.insecure)
+
+
 class MqttPublisher(Sink):
     name = "publish"  # its counters: ``publish`` in the stats document
 
@@ -148,6 +171,9 @@ class MqttPublisher(Sink):
         self._down_since: float | None = None  # monotonic
         self._was_up = False
         self._connected_at_stop = False
+        # the transport API: topic -> (callback, qos), and the on-connect hooks
+        self._subscriptions: dict[str, tuple[Callable[[str, bytes], None], int]] = {}
+        self._hooks: list[Callable[[], None]] = []
 
         client_id = cfg.client_id or f"blazepose-edge-{device_id}"
         # With the spool, keep the MQTT session across reconnects: QoS 2 handshakes in flight
@@ -159,19 +185,7 @@ class MqttPublisher(Sink):
         client.enable_logger(_DebugOnly(logging.getLogger(f"paho.{client_id}"), {}))
         client.connect_timeout = cfg.connect_timeout
         client.will_set(self.topic_status, "offline", qos=cfg.qos_status, retain=True)
-        if cfg.username:
-            client.username_pw_set(cfg.username, read_password(cfg))
-        if cfg.tls.enabled:
-            try:
-                client.tls_set(
-                    ca_certs=cfg.tls.ca_file or None,
-                    certfile=cfg.tls.cert_file or None,
-                    keyfile=cfg.tls.key_file or None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (ssl.SSLError, OSError) as exc:
-                raise PublishError(f"mqtt.tls: cannot load the TLS files: {exc}") from exc
-            client.tls_insecure_set(cfg.tls.insecure)
+        _credentials(client, cfg)
         client.max_queued_messages_set(max(cfg.queue_limit, SEND_WINDOW if spool else 0))
         client.max_inflight_messages_set(SEND_WINDOW)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max_delay)))
@@ -249,6 +263,10 @@ class MqttPublisher(Sink):
         self._first_answer.set()
         self._came_up()
         self._publish(self.topic_status, self.status, self.cfg.qos_status, retain=True)
+        for topic, (_, qos) in list(self._subscriptions.items()):
+            client.subscribe(topic, qos)
+        for hook in list(self._hooks):
+            self._run(hook)
 
     def _on_connect_fail(self, client, userdata) -> None:
         if self._stopping:
@@ -437,6 +455,49 @@ class MqttPublisher(Sink):
     def publish_stats(self, payload: bytes) -> None:
         self._publish(self.topic_stats, payload, self.cfg.qos_stats)
 
+    # --- transport for other sinks --------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """Connected to the broker now."""
+        return self.connected.is_set()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
+        """Publish one message on ``topic`` (any thread). False if it was dropped: QoS 0 while
+        the broker is away, or the client's queue is full (counted in this sink's report; QoS 1
+        and 2 wait in memory for the connection). Never raises for a passing fault."""
+        return self._publish(topic, payload, qos, retain=retain)
+
+    def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
+        """Hand the messages on ``topic`` (one topic, or a filter) to ``callback(topic,
+        payload)``, called on the network thread: it must return quickly; an exception in it is
+        logged. Messages the broker delivers because they were retained are not handed over
+        (after a connection the caller's ``on_connect`` hook runs anyway). The subscription is
+        made again on every reconnect; only the topics subscribed here reach any callback."""
+        self._subscriptions[topic] = (callback, qos)
+
+        def deliver(client, userdata, message) -> None:
+            if not message.retain:
+                self._run(callback, message.topic, message.payload)
+
+        self.client.message_callback_add(topic, deliver)
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos)
+
+    def on_connect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every connection and reconnection to the broker (on the
+        network thread, after the status is published); register it before ``start()``. An
+        exception in it is logged."""
+        self._hooks.append(callback)
+
+    def _run(self, callback: Callable, *args) -> None:
+        """A callback of another sink, on the network thread: a fault is logged, never allowed
+        to stop paho's loop."""
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("MQTT callback %s failed", getattr(callback, "__qualname__", callback))
+
     # --- the Sink interface -------------------------------------------------------------------
 
     def frame(self, result: FrameResult) -> None:
@@ -528,3 +589,54 @@ class MqttPublisher(Sink):
             "spool": self.spool.stats() if self.spool is not None else None,
             "pose": self.delivery().to_dict(),
         }
+
+
+def send_once(
+    cfg: MqttConfig,
+    messages: list[tuple[str, bytes, bool]],
+    client_id: str,
+    timeout: float = 10.0,
+) -> None:
+    """Connect with ``cfg``'s broker settings (credentials, TLS), publish ``messages`` (topic,
+    payload, retain) with QoS 1, wait until the broker has acknowledged them all, disconnect. For
+    one-off commands (``blazepose-edge ha remove``): no status, no last will. Raises
+    PublishError if the broker cannot be reached, refuses the connection or does not acknowledge
+    within ``timeout`` seconds."""
+    broker = f"{cfg.host}:{cfg.port}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.enable_logger(_DebugOnly(logging.getLogger(f"paho.{client_id}"), {}))
+    client.connect_timeout = min(cfg.connect_timeout, timeout)
+    _credentials(client, cfg)
+    answered = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive)
+    except (OSError, ValueError) as exc:
+        why = _why(exc) if isinstance(exc, OSError) else str(exc)
+        raise PublishError(f"MQTT broker {broker} unreachable ({why})") from None
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        if not answered.wait(timeout):
+            raise PublishError(
+                f"MQTT broker {broker} not answering (no reply within {timeout:g} s)"
+            )
+        if refused:
+            raise PublishError(f"MQTT broker {broker} refused the connection: {refused[0]}")
+        infos = [client.publish(topic, payload, qos=1, retain=retain)
+                 for topic, payload, retain in messages]  # fmt: skip
+        for info in infos:
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            if not info.is_published():
+                raise PublishError(f"MQTT broker {broker} did not acknowledge within {timeout:g} s")
+        client.disconnect()
+    finally:
+        client.loop_stop()
