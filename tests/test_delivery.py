@@ -113,8 +113,10 @@ def test_stop_by_signal_exits_0_with_the_summary(models_ready):
         proc.send_signal(signal.SIGTERM)
     code, err = lines.finish()
     assert code == 0, err
-    summary = line_with(err, " pose messages delivered")
-    assert re.search(r"0 of (\d+) pose messages delivered, \1 dropped: broker unreachable", summary)
+    summary = line_with(err, " delivered")  # "1 pose message" on a slow machine
+    assert re.search(
+        r"0 of (\d+) pose messages? delivered, \1 dropped: broker unreachable", summary
+    )
     assert not PAHO_LINE.search(err), err
 
 

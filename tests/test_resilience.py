@@ -337,7 +337,7 @@ def test_sighup_reloads_what_it_can(media, models_ready, tmp_path):
     proc = start_daemon("--config", str(cfg), "--source", str(media / "video" / VIDEO), "--loop",
                         "--realtime", "--mqtt-host", "none", stdout=subprocess.DEVNULL)  # fmt: skip
     try:
-        time.sleep(3)
+        time.sleep(3)  # (a SIGHUP once the command line is read is kept for when it runs)
         cfg.write_text('[mqtt]\nstats_interval = 1.0\nport = 1999\n[daemon]\nlog_level = "debug"\n')
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.5)

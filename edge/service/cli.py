@@ -293,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
     from .config import ConfigError
-    from .daemon import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, Daemon
+    from .daemon import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SOURCE, Daemon
     from .sinks import PublishError
     from .sources import SourceError
 
@@ -309,20 +309,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         (SourceError, EXIT_SOURCE),
         (PublishError, EXIT_BROKER),
     )
+    # Signal handlers go in before the estimator is built (seconds on a Pi): a stop or a reload
+    # asked for meanwhile must neither kill the process (SIGHUP's default) nor be lost.
+    import logging
+
+    log = logging.getLogger("edge.service.daemon")
+    started: list[Daemon] = []
+    asked = {"stop": False, "reload": False}
+
+    def on_stop(signum, frame) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        asked["stop"] = True
+        if started:
+            started[0].stop()
+
+    def on_reload(signum, frame) -> None:
+        if started:
+            started[0].request_reload()
+        else:
+            asked["reload"] = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
     try:
         daemon = Daemon(cfg, reload_config=lambda: _load_config(args))
-
-        def on_signal(signum, frame) -> None:
-            import logging
-
-            logging.getLogger("edge.service.daemon").info(
-                "%s: stopping", signal.Signals(signum).name
-            )
-            daemon.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
+        started.append(daemon)
+        if asked["stop"]:
+            return EXIT_OK
+        if asked["reload"]:  # the file may have changed since it was read
+            daemon.request_reload()
         return daemon.run()
     except tuple(cls for cls, _ in exit_codes) as exc:
         _err(str(exc))
