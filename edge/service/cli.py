@@ -280,6 +280,8 @@ def _load_config(args: argparse.Namespace):
         "pipeline.model": args.model,
         "pipeline.variant": args.variant,
         "pipeline.threads": args.threads,
+        "http.enabled": True if args.http_port is not None else None,
+        "http.port": args.http_port,
     }
     return config.load(Path(args.config) if args.config else None, overrides)
 
@@ -370,6 +372,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help=about("pipeline.variant"),
     )
     p.add_argument("--threads", type=int, help=about("pipeline.threads"))
+    p.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live view and the metrics on this port (http.enabled = true, http.port; "
+        f"on {config.default('http.host')} unless http.host says otherwise)",
+    )
 
 
 def _at_least(minimum: int):
@@ -467,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  blazepose-edge run --source demo --max-frames 200      # try it without a camera\n"
         "  blazepose-edge run --source picam --mqtt-host broker.lan\n"
         "  blazepose-edge run --source rtsp://cam/stream --device-id porch\n"
-        "  blazepose-edge run --source demo --mqtt-host none | head   # JSON lines on stdout",
+        "  blazepose-edge run --source demo --mqtt-host none | head   # JSON lines on stdout\n"
+        "  blazepose-edge run --source demo --http-port 8080   # watch it: http://127.0.0.1:8080/",
     )  # fmt: skip
     _add_run_options(run)
     run.set_defaults(func=cmd_run)

@@ -1,5 +1,6 @@
 """Sinks: where the daemon's results go (``base.Sink`` is the interface). The pose sink is an
-MQTT broker, or stdout with ``--mqtt-host none``."""
+MQTT broker, or stdout with ``--mqtt-host none``; the live view (``live.py``: web page, MJPEG,
+Prometheus metrics) is one more with ``http.enabled``."""
 
 from __future__ import annotations
 
@@ -35,4 +36,9 @@ def pose_sink(cfg: Config) -> Sink:
 
 def make_sinks(cfg: Config) -> list[Sink]:
     """Every sink the configuration asks for, the pose sink first."""
-    return [pose_sink(cfg)]
+    sinks = [pose_sink(cfg)]
+    if cfg.http.enabled:
+        from .live import LiveView  # prometheus_client and the server: only when asked for
+
+        sinks.append(LiveView(cfg))
+    return sinks
