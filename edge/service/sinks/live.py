@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -290,6 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
                 delay = due - time.monotonic()
                 if delay > 0 and view.stopping.wait(delay):
                     break
+                if self._gone():  # not a frame more for a viewer who left
+                    break
                 # a frame taken after it was due (another viewer's may be older)
                 kept = view.next_frame(after=max(last, view.seq), timeout=1.0)
                 if kept is None:
@@ -308,6 +311,14 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             view.untrack(self.connection)
             view.leave_stream()
+
+    def _gone(self) -> bool:
+        """Whether the viewer closed the connection (it sends nothing after its request)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
 
 
 class _BadQuery(ValueError):

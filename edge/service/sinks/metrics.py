@@ -163,7 +163,7 @@ class _Collector:
              ("throttled",)),
             ("publish_queue_messages",
              "Messages published but not yet delivered (held in memory or in the spool).",
-             ("publish", "pending")),
+             ("publish", "pending"), ("publish", "pose", "pending")),
             ("spool_messages", "Pose messages waiting in the on-disk spool.",
              ("publish", "spool", "pending")),
             ("spool_bytes", "Size of the on-disk spool.", ("publish", "spool", "bytes")),
@@ -183,8 +183,8 @@ class _Collector:
                 if isinstance(n, int):
                     family.add_metric([reason], n)
             yield family
-        for name, doc, path in gauges:
-            value = _number(stats, *path)
+        for name, doc, *paths in gauges:  # the first path the stats hold
+            value = next((v for p in paths if (v := _number(stats, *p)) is not None), None)
             if value is not None:
                 yield GaugeMetricFamily(PREFIX + name, doc, value=value)
         connected = _get(stats, "publish", "connected")
