@@ -24,7 +24,7 @@ asking for the same size.
 
 The server is the standard library's ``ThreadingHTTPServer``, not a web framework: a handful of
 read-only endpoints need no more, it is light on a Raspberry Pi, and it adds no dependency. Each
-connection has its own thread; connections are bounded (``MAX_CONNECTIONS``) and time out
+connection has its own thread; connections are bounded (``http.max_streams`` + ``SPARE_CONNECTIONS``) and time out
 (``TIMEOUT_S``), and ``stop()`` ends the streams and closes the socket.
 
 Listening beyond 127.0.0.1 needs HTTP basic authentication or ``http.anonymous = true``
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 STALE_S = 10.0  # /healthz: no frame for this long is unhealthy
 FRAME_WAIT_S = 5.0  # a snapshot waits this long for a frame, then serves the last one kept
 TIMEOUT_S = 30.0  # a client silent (or not reading) this long is disconnected
-MAX_CONNECTIONS = 32  # connections served at once (streams included); more are closed at once
+SPARE_CONNECTIONS = 16  # connections served at once beyond the streams; more are closed at once
 DEFAULT_FPS = 5.0
 MAX_FPS = 30.0
 MIN_HEIGHT = 16
@@ -106,9 +106,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     view: LiveView
 
-    def __init__(self, address, family):
+    def __init__(self, address, family, connections: int):
         self.address_family = family
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.BoundedSemaphore(connections)
         super().__init__(address, _Handler, bind_and_activate=False)
         if family == socket.AF_INET6:  # "::" takes IPv4 too where the system allows it
             with contextlib.suppress(OSError):
@@ -408,7 +408,9 @@ class LiveView(Sink):
         host = self.cfg.host.strip().strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            self.server = _Server((host, self.cfg.port), family)
+            self.server = _Server(
+                (host, self.cfg.port), family, self.cfg.max_streams + SPARE_CONNECTIONS
+            )
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise ConfigError(
