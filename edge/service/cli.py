@@ -285,6 +285,8 @@ def _load_config(args: argparse.Namespace):
         "pipeline.variant": option("variant"),
         "pipeline.threads": option("threads"),
         "pipeline.num_poses": option("num_poses"),
+        "http.enabled": True if option("http_port") is not None else None,
+        "http.port": option("http_port"),
     }
     return config.load(Path(args.config) if args.config else None, overrides)
 
@@ -439,6 +441,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, help=about("pipeline.threads"))
     p.add_argument("--num-poses", type=int, metavar="N", help=about("pipeline.num_poses"))
+    p.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live view and the metrics on this port (http.enabled = true, http.port; "
+        f"on {config.default('http.host')} unless http.host says otherwise)",
+    )
 
 
 def _at_least(minimum: int):
@@ -543,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  blazepose-edge run --source demo --max-frames 200      # try it without a camera\n"
         "  blazepose-edge run --source picam --mqtt-host broker.lan\n"
         "  blazepose-edge run --source rtsp://cam/stream --device-id porch\n"
-        "  blazepose-edge run --source demo --mqtt-host none | head   # JSON lines on stdout",
+        "  blazepose-edge run --source demo --mqtt-host none | head   # JSON lines on stdout\n"
+        "  blazepose-edge run --source demo --http-port 8080   # watch it: http://127.0.0.1:8080/",
     )  # fmt: skip
     _add_run_options(run)
     run.set_defaults(func=cmd_run)

@@ -15,6 +15,7 @@ MQTT password is read from a file or an environment variable named here, at conn
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from ..pose import DEFAULT_MODEL, LANDMARK_MODELS, VARIANT_CHOICES
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
 DEFAULT_PASSWORD_ENV = "BLAZEPOSE_EDGE_MQTT_PASSWORD"
+DEFAULT_HTTP_PASSWORD_ENV = "BLAZEPOSE_EDGE_HTTP_PASSWORD"
 MARKDOWN_COMMAND = "python -m edge.service.config --markdown > docs/configuration.md"
 
 
@@ -405,6 +407,51 @@ class HomeAssistantConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The live view: a web page with the camera's picture and the skeleton drawn on it, an MJPEG
+    stream, a snapshot, the stats as JSON, Prometheus metrics and a health check, served over
+    HTTP: /, /stream.mjpg, /snapshot.jpg, /api/stats, /metrics, /healthz."""
+
+    enabled: bool = setting(
+        False, "Serve the live view and the metrics over HTTP (--http-port turns it on)."
+    )
+    host: str = setting(
+        "127.0.0.1",
+        "Address to listen on: 127.0.0.1 = this machine only; 0.0.0.0 (or ::) = every network "
+        "interface, which needs username and a password, or anonymous = true.",
+        check=not_blank(" (0.0.0.0 listens on every interface)"),
+    )
+    port: int = setting(8080, "TCP port to listen on.", ge=1, le=65535)
+    username: str = setting(
+        "",
+        "User name for HTTP basic authentication; empty = none (only for 127.0.0.1, or with "
+        "anonymous = true). Without TLS the password crosses the network readable: beyond a "
+        "home network, put a reverse proxy with TLS in front.",
+        check=without(":", "a colon"),
+    )
+    password_file: str = setting(
+        "",
+        "File whose first line is the HTTP password (chmod 600 it; needs username). Empty: "
+        "systemd's credential $CREDENTIALS_DIRECTORY/http_password, else the variable named by "
+        "password_env.",
+        check=existing_file(),
+    )
+    password_env: str = setting(
+        DEFAULT_HTTP_PASSWORD_ENV,
+        "Environment variable holding the HTTP password when neither password file is there.",
+    )
+    anonymous: bool = setting(
+        False,
+        "Listen beyond 127.0.0.1 without a password: anyone who can reach the port sees the "
+        "camera's picture.",
+    )
+    max_streams: int = setting(
+        4, "MJPEG streams served at once; a viewer beyond this gets 503.", ge=1, le=64
+    )
+    jpeg_quality: int = setting(80, "JPEG quality of the stream and the snapshot.", ge=10, le=100)
+
+
+@dataclass
 class DaemonConfig:
     """The daemon itself."""
 
@@ -425,6 +472,7 @@ class Config:
     mqtt: MqttConfig = section(MqttConfig)
     spool: SpoolConfig = section(SpoolConfig)
     homeassistant: HomeAssistantConfig = section(HomeAssistantConfig)
+    http: HttpConfig = section(HttpConfig)
     daemon: DaemonConfig = section(DaemonConfig)
 
     @property
@@ -448,6 +496,16 @@ class Config:
         return base / self.device_id
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (localhost, 127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may name any interface
+        return False
+
+
 @dataclass(frozen=True)
 class Rule:
     """A check across keys: ``ok(cfg)`` must hold, else ``config: <key> <text>``."""
@@ -468,6 +526,22 @@ RULES = (
         "mqtt.tls.key_file",
         "and mqtt.tls.cert_file go together",
         lambda c: bool(c.mqtt.tls.key_file) == bool(c.mqtt.tls.cert_file),
+    ),
+    Rule(
+        "http.username",
+        "must be set when http.password_file is",
+        lambda c: bool(c.http.username) or not c.http.password_file,
+    ),
+    Rule(
+        "http.host",
+        "beyond 127.0.0.1 needs http.username (and a password), or http.anonymous = true to let "
+        "anyone who can reach the port see the camera",
+        lambda c: (
+            not c.http.enabled
+            or is_loopback(c.http.host)
+            or bool(c.http.username)
+            or c.http.anonymous
+        ),
     ),
     Rule(
         "pipeline.variant",
@@ -608,24 +682,26 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
     return validate(cfg)
 
 
-def read_password(m: MqttConfig) -> str | None:
-    """The MQTT password from mqtt.password_file, $CREDENTIALS_DIRECTORY/mqtt_password (systemd
-    LoadCredential=), or the environment variable named by mqtt.password_env; None if none is set."""
+def read_password(m: MqttConfig | HttpConfig, name: str = "mqtt") -> str | None:
+    """The password of section ``name`` (``mqtt``, ``http``) from <name>.password_file,
+    $CREDENTIALS_DIRECTORY/<name>_password (systemd LoadCredential=), or the environment variable
+    named by <name>.password_env; None if none is set."""
     if m.password_file:
         path = Path(m.password_file)
         try:
             mode = path.stat().st_mode
         except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from exc
+            raise ConfigError(f"{name}.password_file: cannot read {path}: {exc.strerror}") from exc
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning(
-                "mqtt.password_file %s can be read by other users (mode %03o): chmod 600 it",
-                path, stat.S_IMODE(mode),
+                "%s.password_file %s can be read by other users (mode %03o): chmod 600 it",
+                name, path, stat.S_IMODE(mode),
             )  # fmt: skip
-        return _read_secret(path, "mqtt.password_file")
+        return _read_secret(path, f"{name}.password_file")
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and (Path(creds) / "mqtt_password").is_file():
-        return _read_secret(Path(creds) / "mqtt_password", "$CREDENTIALS_DIRECTORY/mqtt_password")
+    credential = f"{name}_password"
+    if creds and (Path(creds) / credential).is_file():
+        return _read_secret(Path(creds) / credential, f"$CREDENTIALS_DIRECTORY/{credential}")
     if m.password_env and m.password_env in os.environ:
         return os.environ[m.password_env]
     return None

@@ -127,6 +127,7 @@ class Daemon:
             "detector_share": round(self.estimator.detector_share, 4),
             "model": self.estimator.model,
             "variant": self.estimator.variant,
+            "runtime": self.estimator.backend,
         }
         for sink in self.sinks:
             report = sink.report()

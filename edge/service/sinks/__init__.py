@@ -1,6 +1,7 @@
 """Sinks: where the daemon's results go (``base.Sink`` is the interface). The pose sink is an
 MQTT broker, or stdout with ``--mqtt-host none``; with a broker, the Home Assistant device
-(``homeassistant.discovery``) rides on its connection."""
+(``homeassistant.discovery``) rides on its connection; the live view (``live.py``: web page,
+MJPEG, Prometheus metrics) is one more with ``http.enabled``."""
 
 from __future__ import annotations
 
@@ -42,4 +43,8 @@ def make_sinks(cfg: Config) -> list[Sink]:
         from .homeassistant import HomeAssistantDevice
 
         sinks.append(HomeAssistantDevice(cfg, pose))
+    if cfg.http.enabled:
+        from .live import LiveView  # prometheus_client and the server: only when asked for
+
+        sinks.append(LiveView(cfg))
     return sinks
