@@ -18,12 +18,17 @@ times and prints one JSON document on stdout: the landmarks at full float32 prec
 
 ``diff`` compares two such documents, prints a summary and exits 1 when they disagree beyond the
 tolerances (see ``tools/aarch64/README.md`` for how they were chosen).
+
+Besides the public API (``from edge import PoseEstimator``), ``run`` reaches into the package for the
+Numba kernels, the SSD anchors and the interpreters' input tensors; ``_internal`` finds those
+modules in either layout (``edge/kernels.py`` or ``edge/pose/kernels.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -52,10 +57,22 @@ def _log(msg: str) -> None:
     print(f"compare.py [{platform.machine()}]: {msg}", file=sys.stderr, flush=True)
 
 
+def _internal(name: str):
+    """The package's module ``name``: ``edge.<name>``, or ``edge.pose.<name>`` in the layout that
+    keeps the pose library in a subpackage."""
+    for module in (f"edge.{name}", f"edge.pose.{name}"):
+        try:
+            return importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (module, "edge.pose"):
+                raise  # the module exists but something it imports does not
+    raise ModuleNotFoundError(f"neither edge.{name} nor edge.pose.{name} exists", name=name)
+
+
 def kernel_checks(frame: np.ndarray) -> dict:
     """Each Numba kernel on fixed inputs: the same bytes in on every machine."""
-    from edge import kernels
-    from edge.detector import ssd_anchors
+    kernels = _internal("kernels")
+    ssd_anchors = _internal("detector").ssd_anchors
 
     out: dict = {}
     # Warp: a fixed rotated, scaled crop of the real frame, both border modes.
@@ -99,8 +116,7 @@ def numba_report() -> dict:
     import numba
     from numba.core import config
 
-    from edge import kernels
-
+    kernels = _internal("kernels")
     stats = {}
     for name in ("warp_to_tensor", "decode_detections", "refine_from_heatmap"):
         fn = getattr(kernels, name)
@@ -150,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     est = PoseEstimator(args.variant, tracking=False, backend=args.backend,
                         num_threads=args.threads)  # fmt: skip
     t_build = time.perf_counter() - t0
-    backend = est.estimator.model.backend
+    backend = getattr(est, "backend", None) or est.estimator.model.backend
     _log(f"{backend}: models loaded in {t_build:.1f} s; processing {args.image.name}")
 
     times, results = [], []
