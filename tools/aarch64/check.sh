@@ -21,6 +21,7 @@
 #                                   all); rpios-litert and trixie run install.sh in the userland
 #   BLAZEPOSE_EDGE_AARCH64_CPU      emulated core: cortex-a72 (Pi 4, default) or cortex-a76 (Pi 5)
 #   BLAZEPOSE_EDGE_AARCH64_TIMEOUT  limit for the whole check in seconds (default 1500)
+#   BLAZEPOSE_EDGE_AARCH64_FRESH    1: install.sh starts from scratch (no kept venv; see run_installed)
 #   BLAZEPOSE_EDGE_AARCH64_MIRROR   Debian mirror for debootstrap (default: the one apt uses here)
 #   BLAZEPOSE_EDGE_PYTHON           the x86-64 Python with the project installed (default .venv)
 #   BLAZEPOSE_EDGE_MEDIA            test media folder (default ../shared/media)
@@ -343,13 +344,30 @@ in_root() { # seconds, home folder, command...: as root in a chroot of ROOT
     unshare --user --map-root-user --mount --pid --fork --kill-child \
     "$HERE/chroot-run.sh" "$QEMU" "$ROOT" "$RUN/cpuinfo" "$home" "$CACHE/pip" "$@"
 }
+# install.sh's home (the project copy and its .venv) is kept between checks in
+# <cache>/home-<configuration>-<key>, keyed by the userland, install.sh, pyproject.toml (what decides
+# what install.sh installs) and the ISO week. A change to any of them, a failed install.sh, and
+# BLAZEPOSE_EDGE_AARCH64_FRESH=1 start from scratch: a new venv, everything pip-installed from PyPI
+# (so a new release that breaks the install shows within a week). Otherwise install.sh runs again
+# on a fresh copy of the project in its kept venv, as a re-run on a Pi does ("dependencies up to
+# date"); either way it fetches the models into an empty folder and runs its load check.
 CHROOT_OK=
 run_installed() { # configuration
-  local cfg=$1 suite home img t0 rc venv_numpy
+  local cfg=$1 suite home img t0 rc venv_numpy k old how
   suite=$(config_suite "$cfg")
   ensure_root "$suite"
   prepare_root
-  home="$RUN/$cfg"
+  k=$(key "$RECIPE $ROOT_KEY $(cat "$PROJECT/install.sh" "$PROJECT/pyproject.toml" | sha256sum) $(date -u +%G-%V)")
+  home="$CACHE/home-$cfg-$k"
+  for old in "$CACHE/home-$cfg-"*; do
+    if [ -e "$old" ] && [ "$old" != "$home" ]; then rm -rf "$old"; fi
+  done
+  if [ "${BLAZEPOSE_EDGE_AARCH64_FRESH:-0}" = 1 ] || [ ! -f "$home/.installed" ]; then
+    rm -rf "$home"
+    how="from scratch"
+  else
+    how="again in its kept venv"
+  fi
   mkdir -p "$home/.cache/pip"
   if [ -z "$CHROOT_OK" ]; then
     set +e
@@ -363,6 +381,10 @@ run_installed() { # configuration
     skipped=$((skipped + 1))
     return
   fi
+  if [ -d "$home/blazepose-edge" ]; then  # a fresh copy of the project, install.sh's .venv kept
+    find "$home/blazepose-edge" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+  fi
+  rm -rf "$home/models" "$home/numba-cache" "$home/aarch64.json"
   copy_project "$home/blazepose-edge"
   img=$(basename "$IMAGE")
   cp "$IMAGE" "$home/$img"
@@ -374,8 +396,13 @@ run_installed() { # configuration
   rc=$?
   set -e
   own "$home"
-  [ "$rc" = 0 ] || { fail_run "$cfg" "$rc" "$RUN/install-$cfg.log" "install.sh in Debian $suite arm64"; return; }
-  say "[$cfg] install.sh in Debian $suite arm64: $(($(date +%s) - t0)) s"
+  if [ "$rc" != 0 ]; then
+    mv "$home" "$RUN/$cfg"  # kept for a look; the next check starts from scratch
+    fail_run "$cfg" "$rc" "$RUN/install-$cfg.log" "install.sh ($how) in Debian $suite arm64"
+    return
+  fi
+  touch "$home/.installed"
+  say "[$cfg] install.sh ($how) in Debian $suite arm64: $(($(date +%s) - t0)) s"
 
   t0=$(date +%s)
   set +e
@@ -397,9 +424,7 @@ run_installed() { # configuration
     failed=$((failed + 1))
     return
   fi
-  if compare_run "$cfg"; then
-    rm -rf "$home"  # the copy and its venv are kept only when something failed
-  fi
+  compare_run "$cfg" || true
 }
 
 # --- (e) run both sides and compare -----------------------------------------------------------
