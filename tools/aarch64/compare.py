@@ -18,6 +18,10 @@ times and prints one JSON document on stdout: the landmarks at full float32 prec
 
 ``diff`` compares two such documents, prints a summary and exits 1 when they disagree beyond the
 tolerances (see ``tools/aarch64/README.md`` for how they were chosen).
+
+Besides the public API (``from edge import PoseEstimator``), ``run`` reaches into the package for the
+Numba kernels, the SSD anchors and the interpreters' input tensors (``edge.pose`` internals: this
+tool checks the library's numerics, not its API).
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     est = PoseEstimator(args.variant, tracking=False, backend=args.backend,
                         num_threads=args.threads)  # fmt: skip
     t_build = time.perf_counter() - t0
-    backend = est.estimator.model.backend
+    backend = getattr(est, "backend", None) or est.estimator.model.backend
     _log(f"{backend}: models loaded in {t_build:.1f} s; processing {args.image.name}")
 
     times, results = [], []
