@@ -62,6 +62,7 @@ class Daemon:
                     smoothing=cfg.pipeline.smoothing,
                     min_detection_score=cfg.pipeline.min_detection_score,
                     num_poses=cfg.pipeline.num_poses,
+                    redetect_interval=cfg.pipeline.redetect_interval,
                 )
         self.estimator = estimator
         self.source = source or open_source(cfg.source)
