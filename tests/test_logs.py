@@ -46,3 +46,21 @@ def test_python_log_lines_meanwhile_are_not_wrapped(tmp_path):
                           timeout=60, check=True)  # fmt: skip
     assert "INFO x: hello from python" in done.stderr
     assert "edge.native" not in done.stderr
+
+
+def test_opencv_level_set_whichever_setter_this_release_has(monkeypatch):
+    """4.11 (Pi OS Bookworm's pin) has cv2.setLogLevel and no cv2.utils.logging."""
+    import types
+
+    import cv2
+
+    from edge.service.logs import quiet_opencv
+
+    calls = []
+    monkeypatch.setattr(cv2, "utils", types.SimpleNamespace(), raising=False)
+    monkeypatch.setattr(cv2, "setLogLevel", calls.append, raising=False)
+    quiet_opencv("info")
+    quiet_opencv("debug")
+    assert calls == [2, 5]
+    monkeypatch.delattr(cv2, "setLogLevel")
+    quiet_opencv("info")  # neither: nothing to do, no error

@@ -30,11 +30,16 @@ def setup_logging(level: str) -> None:
 
 
 def quiet_opencv(level: str) -> None:
-    """OpenCV logs errors only, unless ``level`` is debug."""
+    """OpenCV logs errors only, unless ``level`` is debug. Its setter moved between releases
+    (``cv2.utils.logging.setLogLevel`` in 4.12+ and 5.x; ``cv2.setLogLevel`` in the 4.11 that
+    Raspberry Pi OS Bookworm pins); without either, OpenCV keeps its own level."""
     import cv2
 
-    logger = cv2.utils.logging
-    logger.setLogLevel(logger.LOG_LEVEL_DEBUG if level == "debug" else logger.LOG_LEVEL_ERROR)
+    value = 5 if level == "debug" else 2  # OpenCV's LOG_LEVEL_DEBUG, LOG_LEVEL_ERROR
+    utils_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    setter = getattr(utils_logging, "setLogLevel", None) or getattr(cv2, "setLogLevel", None)
+    if setter is not None:
+        setter(value)
 
 
 @contextlib.contextmanager
