@@ -182,6 +182,9 @@ def test_gate_on_your_footage(quantize, media, built_int8):
         (["--per-video", "0"], "--per-video must be >= 1"),
         (["--tolerance", "nan"], "--tolerance must be a positive share"),
         (["--qat-epochs", "-1"], "--qat-epochs must be >= 0"),
+        (["--update", "percentile:20"], "--update percentile:20: minmax, ema or percentile"),
+        (["--update", "median"], "--update median: minmax, ema or percentile"),
+        (["--augment", "flip,blur"], "--augment blur: one of flip, light, scale"),
     ],
 )
 def test_bad_arguments_exit_2_at_once(quantize, args, message, capsys, tmp_path):
@@ -196,3 +199,57 @@ def test_missing_inputs_exit_2_not_1(quantize, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("BLAZEPOSE_EDGE_MODELS", str(tmp_path))  # the float model is looked for here
     assert quantize.main(["--out", str(tmp_path / "x.tflite")]) == 2
     assert "pose_landmark_full.tflite is missing" in capsys.readouterr().err
+
+
+def test_media_split_is_by_source_and_calibrates_on_licence_clean_ones_only(quantize, media):
+    """Every test-media file belongs to one source; calibration takes the licence-clean sources
+    and the gate all the others, so no person, camera or scene is on both sides."""
+    split = quantize.media_split(media)
+    calibration = {p for files in split["calibration"].values() for p in files}
+    held_out = {p for files in split["held_out"].values() for p in files}
+    assert calibration and held_out and not calibration & held_out
+    assert "unlisted" not in split["held_out"], split["held_out"].get("unlisted")
+    for source in split["calibration"]:
+        licence, clean, _ = quantize.MEDIA_SOURCES[source]
+        assert clean and licence in ("Apache-2.0", "CC-BY-4.0", "Pixabay licence")
+    names = {p.name for p in calibration}
+    assert "street.avi" not in names and "yoga.jpg" not in names  # openpose, geaxgx: held out
+    assert not any(n.startswith("COCO_") for n in names)
+    assert not any("annotated" in p.parts for p in calibration)
+    assert "synthetic_arms_up_tfjs.mp4" in names  # tfjs-models, Apache-2.0
+
+
+def test_unlisted_media_files_are_held_out(quantize, tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "video").mkdir()
+    (tmp_path / "images" / "new_photo.jpg").write_bytes(b"")
+    (tmp_path / "video" / "synthetic_arms_up_tfjs.mp4").write_bytes(b"")
+    split = quantize.media_split(tmp_path)
+    assert [p.name for p in split["held_out"]["unlisted"]] == ["new_photo.jpg"]
+    assert [p.name for p in split["calibration"]["tensorflow/tfjs-models"]] == [
+        "synthetic_arms_up_tfjs.mp4"
+    ]
+
+
+def test_augment_adds_one_transformed_copy_per_kind(quantize):
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(3, 256, 256, 3), dtype=np.uint8)
+    out = quantize.augment(crops, ["flip", "light", "scale"])
+    assert out.shape == (12, 256, 256, 3) and out.dtype == np.uint8
+    as_set = {c.tobytes() for c in out}
+    assert all(c.tobytes() in as_set for c in crops)  # the originals are kept
+    assert all(c[:, ::-1].tobytes() in as_set for c in crops)  # and mirrored
+    with pytest.raises(quantize.BuildError, match="--augment blur"):
+        quantize.augment(crops, ["blur"])
+
+
+def test_percentile_ranges_drop_outlying_crops_and_keep_zero(quantize):
+    qsv = None
+    for i in range(1000):  # per-crop extremes of one tensor: 999 ordinary crops, one outlier
+        top = 100.0 if i == 500 else 6.0
+        qsv = quantize._collect_extremes(qsv, {"min": np.array([0.5]), "max": np.array([top])})
+    assert qsv["max"][0] == 100.0  # min/max would take the outlier
+    ranges = quantize.percentile_ranges({"t": qsv, "w": {"min": -1.0, "max": 1.0}}, 99.0)
+    assert ranges["t"]["max"][0] == pytest.approx(6.0)
+    assert ranges["t"]["min"][0] == 0.0  # the grid keeps 0 exactly
+    assert ranges["w"] == {"min": -1.0, "max": 1.0}  # without per-crop extremes: unchanged

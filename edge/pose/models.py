@@ -45,6 +45,12 @@ DETECTOR = "pose_detection"
 LANDMARK_MODELS = ("lite", "full", "heavy")  # MediaPipe's model_complexity 0, 1, 2
 DEFAULT_MODEL = "full"
 DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> its source model
+# The gates a derived model's record can name (``gate.held_out``). ``auto`` takes only a model
+# judged on sources its calibration never saw; one calibrated and judged on your own footage
+# (the end of your videos held out) is used when asked for by name (``--variant int8``).
+HELD_OUT_SOURCES = "sources never calibrated on"
+YOUR_FOOTAGE = "your footage"
+AUTO_GATES = (HELD_OUT_SOURCES,)
 DOWNLOAD_TIMEOUT = 60.0  # seconds without data before a download is given up
 
 
