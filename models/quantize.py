@@ -450,13 +450,14 @@ def held_out_frames(
     return held
 
 
-AUGMENTATIONS = ("flip", "light", "scale")
+AUGMENTATIONS = ("flip", "light", "scale", "lowres")
 
 
 def augment(crops: np.ndarray, kinds: list[str], seed: int = 0) -> np.ndarray:
     """The crops plus one transformed copy of each per kind: ``flip`` (mirrored left-right),
     ``light`` (gain 0.5-1.5 and gamma 0.6-1.6, as under other light or exposure), ``scale``
-    (zoomed by 0.7-1.3 about the centre, black beyond the frame as the pipeline's crop does)."""
+    (zoomed by 0.7-1.3 about the centre, black beyond the frame as the pipeline's crop does),
+    ``lowres`` (brought down to 48-103 px and back up: a small, distant person's crop)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -478,6 +479,13 @@ def augment(crops: np.ndarray, kinds: list[str], seed: int = 0) -> np.ndarray:
                 scaled[i] = cv2.warpAffine(crop, m, (256, 256), flags=cv2.INTER_LINEAR,
                                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
             out.append(scaled)
+        elif kind == "lowres":
+            low = np.empty_like(crops)
+            for i, crop in enumerate(crops):
+                side = int(rng.integers(48, 104))
+                small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+                low[i] = cv2.resize(small, (256, 256), interpolation=cv2.INTER_LINEAR)
+            out.append(low)
         else:
             raise BuildError(f"--augment {kind}: one of {', '.join(AUGMENTATIONS)}")
     result = np.concatenate(out)
@@ -1035,7 +1043,7 @@ def _main(argv=None) -> int:
                              "photo are held out for the gate")  # fmt: skip
     parser.add_argument("--per-video", type=int, default=80, help="calibration crops per video")
     parser.add_argument("--augment", type=lambda v: [k for k in v.split(",") if k],
-                        metavar="flip,light,scale",
+                        metavar="flip,light,scale,lowres",
                         help="also calibrate on transformed copies of the crops (mirrored, "
                              "relit, rescaled)")  # fmt: skip
     parser.add_argument("--crops-cache", type=Path, help="reuse/save the calibration crops (.npy)")

@@ -184,7 +184,7 @@ def test_gate_on_your_footage(quantize, media, built_int8):
         (["--qat-epochs", "-1"], "--qat-epochs must be >= 0"),
         (["--update", "percentile:20"], "--update percentile:20: minmax, ema or percentile"),
         (["--update", "median"], "--update median: minmax, ema or percentile"),
-        (["--augment", "flip,blur"], "--augment blur: one of flip, light, scale"),
+        (["--augment", "flip,blur"], "--augment blur: one of flip, light, scale, lowres"),
     ],
 )
 def test_bad_arguments_exit_2_at_once(quantize, args, message, capsys, tmp_path):
@@ -234,8 +234,8 @@ def test_unlisted_media_files_are_held_out(quantize, tmp_path):
 def test_augment_adds_one_transformed_copy_per_kind(quantize):
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, size=(3, 256, 256, 3), dtype=np.uint8)
-    out = quantize.augment(crops, ["flip", "light", "scale"])
-    assert out.shape == (12, 256, 256, 3) and out.dtype == np.uint8
+    out = quantize.augment(crops, ["flip", "light", "scale", "lowres"])
+    assert out.shape == (15, 256, 256, 3) and out.dtype == np.uint8
     as_set = {c.tobytes() for c in out}
     assert all(c.tobytes() in as_set for c in crops)  # the originals are kept
     assert all(c[:, ::-1].tobytes() in as_set for c in crops)  # and mirrored

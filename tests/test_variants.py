@@ -33,8 +33,13 @@ def write_record(directory, **changes):
         "sha256": models.sha256_of(path),
         "source_sha256": models.specs()["pose_landmark_full"].sha256,
         "recipe": "copy of float (test)",
-        "gate": {"passed": True, "mean_vs_float": 0.0, "worst_vs_float": 0.0, "tolerance": 0.03,
-                 "held_out": models.HELD_OUT_SOURCES},
+        "gate": {
+            "passed": True,
+            "mean_vs_float": 0.0,
+            "worst_vs_float": 0.0,
+            "tolerance": 0.03,
+            "held_out": models.HELD_OUT_SOURCES,
+        },
         "created_utc": "2025-01-01T00:00:00+00:00",
     }
     record.update(changes)
@@ -293,3 +298,18 @@ def test_cpu_isa_names_the_core_and_its_int8_features(monkeypatch, tmp_path):
     real_path = board.Path
     monkeypatch.setattr(board, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
     assert board.cpu_isa().split()[1:] == ["asimd", "asimdhp", "asimddp"]
+
+
+def test_install_derived_copies_a_verified_model(int8_dir, tmp_path):
+    target = tmp_path / "elsewhere"
+    record = models.install_derived(INT8, int8_dir, target)
+    assert (target / f"{INT8}.tflite").read_bytes() == (int8_dir / f"{INT8}.tflite").read_bytes()
+    assert record == json.loads((int8_dir / f"{INT8}.json").read_text())
+    assert sorted(p.name for p in target.iterdir()) == [f"{INT8}.json", f"{INT8}.tflite"]
+
+
+def test_install_derived_refuses_what_fails_its_record(int8_dir, tmp_path):
+    write_record(int8_dir, sha256="0" * 64)
+    with pytest.raises(models.ModelError, match="fails its checksum"):
+        models.install_derived(INT8, int8_dir, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()

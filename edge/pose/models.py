@@ -260,6 +260,25 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
     return record
 
 
+def install_derived(name: str, source: Path, directory: Path | None = None) -> dict:
+    """Install derived model ``name`` built elsewhere: ``<name>.tflite`` and its record from folder
+    ``source`` (e.g. the checkout's prebuilt ``models/int8/``), verified there (size, SHA-256,
+    source model, passed gate), copied into ``directory`` through ``.part`` files and verified
+    again. Returns the record; raises ``ModelError``."""
+    directory = directory or models_dir()
+    verify_derived(name, source)
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix in (".tflite", ".json"):  # the model first: a record never describes a part file
+        target = directory / f"{name}{suffix}"
+        tmp = target.with_name(target.name + ".part")
+        try:
+            tmp.write_bytes((source / f"{name}{suffix}").read_bytes())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return verify_derived(name, directory)
+
+
 def fetch(
     directory: Path | None = None,
     quiet: bool = False,
