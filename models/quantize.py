@@ -1087,6 +1087,11 @@ def _main(argv=None) -> int:
     if args.if_missing and args.out and args.out.name == f"{INT8_NAME}.tflite":
         try:
             record = models.verify_derived(INT8_NAME, args.out.parent)
+            wanted = models.YOUR_FOOTAGE if args.footage else models.HELD_OUT_SOURCES
+            if record["gate"].get("held_out") != wanted:
+                raise models.ModelError(f"{args.out} was gated on "
+                                        f"{record['gate'].get('held_out', 'the older test photos')}, "
+                                        f"not {wanted}")  # fmt: skip
             print(f"{args.out} is there, verified and gated (mean "
                   f"{record['gate']['mean_vs_float']:.2%} of torso): nothing to do")  # fmt: skip
             return 0
