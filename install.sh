@@ -7,10 +7,12 @@
 #   ./install.sh --models=lite,full,heavy
 #                             the landmark models to fetch (default lite,full; heavy is 28 MB); the
 #                             detector is always fetched
-#   ./install.sh --int8       also build the int8 estimator (models/quantize.py: calibrate on the test
-#                             media, gate against float; cached once it passes). Needs the project's
-#                             test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a quantizer
-#                             venv in ~/.cache (about 310 MB); about a minute on a 2-core x86 server.
+#   ./install.sh --int8       also install the int8 estimator: the prebuilt models/int8/ one when the
+#                             checkout carries it (verified, nothing else needed); else build it
+#                             (models/quantize.py: calibrate on the licence-clean test media, gate on
+#                             the other sources; installed only if it passes). Building needs the
+#                             project's test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a
+#                             quantizer venv in ~/.cache (about 310 MB); a few minutes on a 2-core server.
 #   ./install.sh --int8-footage=PATH
 #                             the same, calibrated and gated on your own videos/photos (a file or a
 #                             folder; say a minute of your camera's view) instead of the test media
