@@ -606,12 +606,18 @@ RECIPES = {
     "a8w8-heads-first": HEADS + [FIRST_CONV],
     # + the 128x128 stem and the whole regression branch in float (ops by index below)
     "a8w8-stem-reg": HEADS,
+    # + the 64x64 and 32x32 stages too: int8 only in the 16x16 and 8x8 stages and the heatmap
+    # decoder (held-out mean within 3 %, the worst frame not: docs/history.md, 2026-11-29)
+    "a8w8-mid": HEADS,
 }
 # Op index ranges of the prepared graph (``prepare_float`` of the pinned model) kept in float by a
 # recipe: the stem (pad, first conv, depthwise, two pointwise at 128x128: the most sensitive part)
 # and the regression branch (8x8 -> 2x2 blocks feeding the landmark/world/flag heads: its drift
 # moves the heatmap refinement window). Both are cheap: see docs/models.md.
-FLOAT_OP_RANGES = {"a8w8-stem-reg": [(1, 5, "CONV_2D"), (76, 113, "DEPTHWISE_CONV_2D")]}
+FLOAT_OP_RANGES = {
+    "a8w8-stem-reg": [(1, 5, "CONV_2D"), (76, 113, "DEPTHWISE_CONV_2D")],
+    "a8w8-mid": [(1, 5, "CONV_2D"), (5, 25, "PAD"), (76, 113, "DEPTHWISE_CONV_2D")],
+}
 DEFAULT_RECIPE = "a8w8-stem-reg"
 
 

@@ -63,6 +63,15 @@ def test_stem_and_regression_recipe_names_exactly_those_ops(quantize, prepared):
     assert table[wanted[-1] + 1][2] != table[wanted[-1]][2]
 
 
+def test_mid_recipe_keeps_the_64_and_32_stages_float_too(quantize, prepared):
+    table = quantize.op_table(prepared)
+    stem_reg = set(quantize._op_range_regexes("a8w8-stem-reg", prepared))
+    mid = quantize._op_range_regexes("a8w8-mid", prepared)
+    hits = [i for i, _, name in table if any(re.search(r, name + ";") for r in mid)]
+    assert hits == [*range(1, 25), *range(76, 113)]
+    assert stem_reg < set(mid)
+
+
 def test_recipe_keeps_io_float_and_the_listed_ops(quantize, prepared):
     recipe = quantize.build_recipe("a8w8-stem-reg", ["extra_op"], prepared)
     assert recipe[0]["regex"] == ".*" and recipe[0]["algorithm_key"] == "min_max_uniform_quantize"
