@@ -262,3 +262,40 @@ def test_percentile_ranges_drop_outlying_crops_and_keep_zero(quantize):
     assert ranges["t"]["max"][0] == pytest.approx(6.0)
     assert ranges["t"]["min"][0] == 0.0  # the grid keeps 0 exactly
     assert ranges["w"] == {"min": -1.0, "max": 1.0}  # without per-crop extremes: unchanged
+
+
+def test_a_candidate_that_passes_is_written_with_a_record_naming_its_gate(
+    quantize, media, models_ready, tmp_path, monkeypatch
+):
+    """The whole build path minus the quantizer: the prepared float graph stands in for the
+    candidate (it passes any gate), judged on a held-out photo and one of the calibration side."""
+    import cv2
+
+    from edge.pose import models
+
+    frames = [(f"images/{n}", cv2.imread(str(media / "images" / n)))
+              for n in ("yoga.jpg", "standing_businessman_pixabay.jpeg")]  # fmt: skip
+    crops = np.zeros((2, 256, 256, 3), np.uint8)
+    monkeypatch.setattr(
+        quantize, "collect_by_source", lambda *a, **k: (crops, frames[1:], frames[:1])
+    )
+    monkeypatch.setattr(quantize, "quantize", lambda float_model, *a, **k: float_model)
+    out = tmp_path / "pose_landmark_full_int8.tflite"
+    assert quantize.main(["--out", str(out), "--update", "percentile:99.9"]) == 0
+    record = models.verify_derived("pose_landmark_full_int8", tmp_path)
+    gate = record["gate"]
+    assert gate["held_out"] == models.HELD_OUT_SOURCES and gate["passed"] is True
+    assert gate["frames"] == 1 and gate["mean_vs_float"] == 0.0 and gate["worst_vs_float"] == 0.0
+    assert gate["mean_vs_mediapipe"] < 0.01  # yoga.jpg has MediaPipe's reference
+    assert any("openpose" in source for source in gate["sources"])
+    side = record["calibration"]["side"]
+    assert side["frames"] == 1 and side["mean_vs_float"] == 0.0
+    assert "percentile:99.9" in record["recipe"]
+    # and --if-missing keeps it, a model gated the older way is built again
+    assert quantize.main(["--out", str(out), "--if-missing"]) == 0
+    record["gate"]["held_out"] = "test photos"
+    (tmp_path / "pose_landmark_full_int8.json").write_text(__import__("json").dumps(record))
+    assert quantize.main(["--out", str(out), "--if-missing"]) == 0
+    assert models.verify_derived("pose_landmark_full_int8", tmp_path)["gate"]["held_out"] == (
+        models.HELD_OUT_SOURCES
+    )
