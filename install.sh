@@ -7,10 +7,12 @@
 #   ./install.sh --models=lite,full,heavy
 #                             the landmark models to fetch (default lite,full; heavy is 28 MB); the
 #                             detector is always fetched
-#   ./install.sh --int8       also build the int8 estimator (models/quantize.py: calibrate on the test
-#                             media, gate against float; cached once it passes). Needs the project's
-#                             test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a quantizer
-#                             venv in ~/.cache (about 310 MB); about a minute on a 2-core x86 server.
+#   ./install.sh --int8       also install the int8 estimator: the prebuilt models/int8/ one when the
+#                             checkout carries it (verified, nothing else needed); else build it
+#                             (models/quantize.py: calibrate on the licence-clean test media, gate on
+#                             the other sources; installed only if it passes). Building needs the
+#                             project's test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a
+#                             quantizer venv in ~/.cache (about 310 MB); a few minutes on a 2-core server.
 #   ./install.sh --int8-footage=PATH
 #                             the same, calibrated and gated on your own videos/photos (a file or a
 #                             folder; say a minute of your camera's view) instead of the test media
@@ -55,7 +57,9 @@ done
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 
-if [ "$INT8" = 1 ] && [ -z "$FOOTAGE" ]; then
+PREBUILT=models/int8  # a prebuilt int8 estimator and its record, when the checkout carries one
+INT8_NAME=pose_landmark_full_int8
+if [ "$INT8" = 1 ] && [ -z "$FOOTAGE" ] && [ ! -f "$PREBUILT/$INT8_NAME.tflite" ]; then
   # the same lookup as edge/service/media.py, checked here before anything is installed
   media=${BLAZEPOSE_EDGE_MEDIA:-$(cd .. && pwd)/shared/media}
   if [ ! -d "$media/images" ] && [ ! -d "$media/video" ]; then
@@ -161,7 +165,34 @@ FETCH=()
 for m in ${MODELS//,/ }; do FETCH+=(--model "$m"); done
 .venv/bin/blazepose-edge models fetch "${FETCH[@]}"
 
-if [ "$INT8" = 1 ]; then
+if [ "$INT8" = 1 ] && [ -z "$FOOTAGE" ] && [ -f "$PREBUILT/$INT8_NAME.tflite" ]; then
+  # The checkout's prebuilt int8 estimator: verified against its record and the float model, then
+  # copied into the models folder (no test media, no quantizer). One built on your footage stays.
+  say "installing the prebuilt int8 estimator ($PREBUILT)"
+  .venv/bin/python - "$PREBUILT" "$INT8_NAME" <<'PY'
+import sys
+from pathlib import Path
+
+from edge.pose import models
+
+source, name = Path(sys.argv[1]), sys.argv[2]
+try:
+    record = models.verify_derived(name)
+    if record["gate"].get("held_out") == models.YOUR_FOOTAGE:
+        print(f"==> kept the int8 estimator built on your footage in {models.models_dir()}")
+        sys.exit(0)
+    if record["sha256"] == models.verify_derived(name, source)["sha256"]:
+        print(f"==> {models.models_dir() / name}.tflite is there and verified")
+        sys.exit(0)
+except models.ModelError:
+    pass
+record = models.install_derived(name, source)
+gate = record["gate"]
+print(f"==> installed {models.models_dir() / name}.tflite (sha256 {record['sha256'][:12]}..., "
+      f"mean {gate['mean_vs_float']:.2%} / worst {gate['worst_vs_float']:.2%} of the torso on "
+      f"{gate['held_out']})")
+PY
+elif [ "$INT8" = 1 ]; then
   # The quantizer and torch live in their own venv: the daemon never imports them.
   QVENV="${XDG_CACHE_HOME:-$HOME/.cache}/blazepose-edge/quantizer-venv"
   qstamp="$QVENV/.installed-quantizer-0.10.0-litert-2.3.0"

@@ -102,14 +102,16 @@ def need_model(models_ready):
 
 @pytest.fixture(scope="session")
 def built_int8() -> Path:
-    """The models directory holding the int8 estimator ``./install.sh --int8`` built (CI builds
-    it: absent there is a failure; on a developer's machine the tests that need it are skipped)."""
+    """The models directory holding the int8 estimator ``./install.sh --int8`` installed. CI runs
+    it: when the checkout carries a prebuilt one (models/int8/), absent is a failure there; with
+    none (no recipe has passed the gate on held-out sources) and on a developer's machine the
+    tests that need it are skipped."""
     from edge.pose import models
 
     try:
         models.verify_derived("pose_landmark_full_int8", INSTALLED_MODELS)
     except models.ModelError as exc:
-        if os.environ.get("CI"):
+        if os.environ.get("CI") and (ROOT / "models" / "int8").is_dir():
             pytest.fail(f"CI builds the int8 estimator (./install.sh --int8): {exc}")
         pytest.skip(str(exc))
     return INSTALLED_MODELS

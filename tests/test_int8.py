@@ -6,6 +6,7 @@ import logging
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.test_fidelity import landmark_error
 
@@ -52,6 +53,11 @@ def test_int8_video_mode_follows_mediapipe(media, reference_video, built_int8):
 
 def test_auto_measures_float_against_int8_once(built_int8, caplog):
     from edge import PoseEstimator
+    from edge.pose import models
+
+    gate = models.verify_derived("pose_landmark_full_int8", built_int8)["gate"]
+    if gate.get("held_out") not in models.AUTO_GATES:
+        pytest.skip(f"the installed int8 was gated on {gate.get('held_out')}: auto leaves it out")
 
     caplog.set_level(logging.INFO)
     first = PoseEstimator("auto", num_threads=1, models_dir=built_int8)
@@ -60,3 +66,21 @@ def test_auto_measures_float_against_int8_once(built_int8, caplog):
     second = PoseEstimator("auto", num_threads=1, models_dir=built_int8)
     assert second.variant == first.variant
     assert "cached" in second.variant_reason
+
+
+def test_the_prebuilt_int8_verifies_against_its_record_and_the_float_model(models_ready):
+    """What ``./install.sh --int8`` installs on a machine without test media or quantizer: the
+    checkout's models/int8/, checked against its record (size, SHA-256, the manifest's float
+    model, a passed gate on sources calibration never saw)."""
+    from edge.pose import models
+    from tests.conftest import ROOT
+
+    prebuilt = ROOT / "models" / "int8"
+    name = "pose_landmark_full_int8"
+    if not (prebuilt / f"{name}.tflite").exists():
+        pytest.skip("no prebuilt int8 estimator in models/int8: none has passed the held-out gate")
+    record = models.verify_derived(name, prebuilt)
+    gate = record["gate"]
+    assert gate["held_out"] == models.HELD_OUT_SOURCES
+    assert gate["mean_vs_float"] <= 0.03 and gate["worst_vs_float"] <= 0.10
+    assert not gate["presence_mismatch"]

@@ -63,6 +63,15 @@ def test_stem_and_regression_recipe_names_exactly_those_ops(quantize, prepared):
     assert table[wanted[-1] + 1][2] != table[wanted[-1]][2]
 
 
+def test_mid_recipe_keeps_the_64_and_32_stages_float_too(quantize, prepared):
+    table = quantize.op_table(prepared)
+    stem_reg = set(quantize._op_range_regexes("a8w8-stem-reg", prepared))
+    mid = quantize._op_range_regexes("a8w8-mid", prepared)
+    hits = [i for i, _, name in table if any(re.search(r, name + ";") for r in mid)]
+    assert hits == [*range(1, 25), *range(76, 113)]
+    assert stem_reg < set(mid)
+
+
 def test_recipe_keeps_io_float_and_the_listed_ops(quantize, prepared):
     recipe = quantize.build_recipe("a8w8-stem-reg", ["extra_op"], prepared)
     assert recipe[0]["regex"] == ".*" and recipe[0]["algorithm_key"] == "min_max_uniform_quantize"
@@ -182,6 +191,9 @@ def test_gate_on_your_footage(quantize, media, built_int8):
         (["--per-video", "0"], "--per-video must be >= 1"),
         (["--tolerance", "nan"], "--tolerance must be a positive share"),
         (["--qat-epochs", "-1"], "--qat-epochs must be >= 0"),
+        (["--update", "percentile:20"], "--update percentile:20: minmax, ema or percentile"),
+        (["--update", "median"], "--update median: minmax, ema or percentile"),
+        (["--augment", "flip,blur"], "--augment blur: one of flip, light, scale, lowres"),
     ],
 )
 def test_bad_arguments_exit_2_at_once(quantize, args, message, capsys, tmp_path):
@@ -196,3 +208,94 @@ def test_missing_inputs_exit_2_not_1(quantize, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("BLAZEPOSE_EDGE_MODELS", str(tmp_path))  # the float model is looked for here
     assert quantize.main(["--out", str(tmp_path / "x.tflite")]) == 2
     assert "pose_landmark_full.tflite is missing" in capsys.readouterr().err
+
+
+def test_media_split_is_by_source_and_calibrates_on_licence_clean_ones_only(quantize, media):
+    """Every test-media file belongs to one source; calibration takes the licence-clean sources
+    and the gate all the others, so no person, camera or scene is on both sides."""
+    split = quantize.media_split(media)
+    calibration = {p for files in split["calibration"].values() for p in files}
+    held_out = {p for files in split["held_out"].values() for p in files}
+    assert calibration and held_out and not calibration & held_out
+    assert "unlisted" not in split["held_out"], split["held_out"].get("unlisted")
+    for source in split["calibration"]:
+        licence, clean, _ = quantize.MEDIA_SOURCES[source]
+        assert clean and licence in ("Apache-2.0", "CC-BY-4.0", "Pixabay licence")
+    names = {p.name for p in calibration}
+    assert "street.avi" not in names and "yoga.jpg" not in names  # openpose, geaxgx: held out
+    assert not any(n.startswith("COCO_") for n in names)
+    assert not any("annotated" in p.parts for p in calibration)
+    assert "synthetic_arms_up_tfjs.mp4" in names  # tfjs-models, Apache-2.0
+
+
+def test_unlisted_media_files_are_held_out(quantize, tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "video").mkdir()
+    (tmp_path / "images" / "new_photo.jpg").write_bytes(b"")
+    (tmp_path / "video" / "synthetic_arms_up_tfjs.mp4").write_bytes(b"")
+    split = quantize.media_split(tmp_path)
+    assert [p.name for p in split["held_out"]["unlisted"]] == ["new_photo.jpg"]
+    assert [p.name for p in split["calibration"]["tensorflow/tfjs-models"]] == [
+        "synthetic_arms_up_tfjs.mp4"
+    ]
+
+
+def test_augment_adds_one_transformed_copy_per_kind(quantize):
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(3, 256, 256, 3), dtype=np.uint8)
+    out = quantize.augment(crops, ["flip", "light", "scale", "lowres"])
+    assert out.shape == (15, 256, 256, 3) and out.dtype == np.uint8
+    as_set = {c.tobytes() for c in out}
+    assert all(c.tobytes() in as_set for c in crops)  # the originals are kept
+    assert all(c[:, ::-1].tobytes() in as_set for c in crops)  # and mirrored
+    with pytest.raises(quantize.BuildError, match="--augment blur"):
+        quantize.augment(crops, ["blur"])
+
+
+def test_percentile_ranges_drop_outlying_crops_and_keep_zero(quantize):
+    qsv = None
+    for i in range(1000):  # per-crop extremes of one tensor: 999 ordinary crops, one outlier
+        top = 100.0 if i == 500 else 6.0
+        qsv = quantize._collect_extremes(qsv, {"min": np.array([0.5]), "max": np.array([top])})
+    assert qsv["max"][0] == 100.0  # min/max would take the outlier
+    ranges = quantize.percentile_ranges({"t": qsv, "w": {"min": -1.0, "max": 1.0}}, 99.0)
+    assert ranges["t"]["max"][0] == pytest.approx(6.0)
+    assert ranges["t"]["min"][0] == 0.0  # the grid keeps 0 exactly
+    assert ranges["w"] == {"min": -1.0, "max": 1.0}  # without per-crop extremes: unchanged
+
+
+def test_a_candidate_that_passes_is_written_with_a_record_naming_its_gate(
+    quantize, media, models_ready, tmp_path, monkeypatch
+):
+    """The whole build path minus the quantizer: the prepared float graph stands in for the
+    candidate (it passes any gate), judged on a held-out photo and one of the calibration side."""
+    import cv2
+
+    from edge.pose import models
+
+    frames = [(f"images/{n}", cv2.imread(str(media / "images" / n)))
+              for n in ("yoga.jpg", "standing_businessman_pixabay.jpeg")]  # fmt: skip
+    crops = np.zeros((2, 256, 256, 3), np.uint8)
+    monkeypatch.setattr(
+        quantize, "collect_by_source", lambda *a, **k: (crops, frames[1:], frames[:1])
+    )
+    monkeypatch.setattr(quantize, "quantize", lambda float_model, *a, **k: float_model)
+    out = tmp_path / "pose_landmark_full_int8.tflite"
+    assert quantize.main(["--out", str(out), "--update", "percentile:99.9"]) == 0
+    record = models.verify_derived("pose_landmark_full_int8", tmp_path)
+    gate = record["gate"]
+    assert gate["held_out"] == models.HELD_OUT_SOURCES and gate["passed"] is True
+    assert gate["frames"] == 1 and gate["mean_vs_float"] == 0.0 and gate["worst_vs_float"] == 0.0
+    assert gate["mean_vs_mediapipe"] < 0.01  # yoga.jpg has MediaPipe's reference
+    assert any("openpose" in source for source in gate["sources"])
+    side = record["calibration"]["side"]
+    assert side["frames"] == 1 and side["mean_vs_float"] == 0.0
+    assert "percentile:99.9" in record["recipe"]
+    # and --if-missing keeps it, a model gated the older way is built again
+    assert quantize.main(["--out", str(out), "--if-missing"]) == 0
+    record["gate"]["held_out"] = "test photos"
+    (tmp_path / "pose_landmark_full_int8.json").write_text(__import__("json").dumps(record))
+    assert quantize.main(["--out", str(out), "--if-missing"]) == 0
+    assert models.verify_derived("pose_landmark_full_int8", tmp_path)["gate"]["held_out"] == (
+        models.HELD_OUT_SOURCES
+    )

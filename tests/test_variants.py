@@ -33,7 +33,13 @@ def write_record(directory, **changes):
         "sha256": models.sha256_of(path),
         "source_sha256": models.specs()["pose_landmark_full"].sha256,
         "recipe": "copy of float (test)",
-        "gate": {"passed": True, "mean_vs_float": 0.0, "worst_vs_float": 0.0, "tolerance": 0.03},
+        "gate": {
+            "passed": True,
+            "mean_vs_float": 0.0,
+            "worst_vs_float": 0.0,
+            "tolerance": 0.03,
+            "held_out": models.HELD_OUT_SOURCES,
+        },
         "created_utc": "2025-01-01T00:00:00+00:00",
     }
     record.update(changes)
@@ -120,6 +126,23 @@ def test_auto_leaves_out_an_int8_that_fails_its_gate(int8_dir, monkeypatch, capl
         est = PoseEstimator(tracking=False, models_dir=int8_dir)
     assert est.variant == "float" and "int8 unusable" in est.variant_reason
     assert "accuracy gate" in caplog.text
+
+
+@pytest.mark.parametrize("held_out", [models.YOUR_FOOTAGE, "test photos", None])
+def test_auto_takes_only_an_int8_gated_on_held_out_sources(int8_dir, held_out, monkeypatch, caplog):
+    """A model judged on your own footage, or by an older gate, passed a gate that does not say
+    how it does on sources it never saw: used when asked for by name, never by ``auto``."""
+    gate = {"passed": True, "mean_vs_float": 0.01, "worst_vs_float": 0.02, "tolerance": 0.03}
+    if held_out is not None:
+        gate["held_out"] = held_out
+    write_record(int8_dir, gate=gate)
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
+        est = PoseEstimator(tracking=False, models_dir=int8_dir)
+    assert est.variant == "float"
+    assert "int8 not gated on held-out sources" in est.variant_reason
+    assert "--variant int8" in caplog.text
+    assert PoseEstimator("int8", tracking=False, models_dir=int8_dir).variant == "int8"
 
 
 def test_auto_measures_once_then_uses_the_cache(int8_dir, monkeypatch, caplog):
@@ -275,3 +298,18 @@ def test_cpu_isa_names_the_core_and_its_int8_features(monkeypatch, tmp_path):
     real_path = board.Path
     monkeypatch.setattr(board, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
     assert board.cpu_isa().split()[1:] == ["asimd", "asimdhp", "asimddp"]
+
+
+def test_install_derived_copies_a_verified_model(int8_dir, tmp_path):
+    target = tmp_path / "elsewhere"
+    record = models.install_derived(INT8, int8_dir, target)
+    assert (target / f"{INT8}.tflite").read_bytes() == (int8_dir / f"{INT8}.tflite").read_bytes()
+    assert record == json.loads((int8_dir / f"{INT8}.json").read_text())
+    assert sorted(p.name for p in target.iterdir()) == [f"{INT8}.json", f"{INT8}.tflite"]
+
+
+def test_install_derived_refuses_what_fails_its_record(int8_dir, tmp_path):
+    write_record(int8_dir, sha256="0" * 64)
+    with pytest.raises(models.ModelError, match="fails its checksum"):
+        models.install_derived(INT8, int8_dir, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()

@@ -45,6 +45,12 @@ DETECTOR = "pose_detection"
 LANDMARK_MODELS = ("lite", "full", "heavy")  # MediaPipe's model_complexity 0, 1, 2
 DEFAULT_MODEL = "full"
 DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> its source model
+# The gates a derived model's record can name (``gate.held_out``). ``auto`` takes only a model
+# judged on sources its calibration never saw; one calibrated and judged on your own footage
+# (the end of your videos held out) is used when asked for by name (``--variant int8``).
+HELD_OUT_SOURCES = "sources never calibrated on"
+YOUR_FOOTAGE = "your footage"
+AUTO_GATES = (HELD_OUT_SOURCES,)
 DOWNLOAD_TIMEOUT = 60.0  # seconds without data before a download is given up
 
 
@@ -252,6 +258,25 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
             f"it is not used; delete it, or {fix} with a recipe that passes"
         )
     return record
+
+
+def install_derived(name: str, source: Path, directory: Path | None = None) -> dict:
+    """Install derived model ``name`` built elsewhere: ``<name>.tflite`` and its record from folder
+    ``source`` (e.g. the checkout's prebuilt ``models/int8/``), verified there (size, SHA-256,
+    source model, passed gate), copied into ``directory`` through ``.part`` files and verified
+    again. Returns the record; raises ``ModelError``."""
+    directory = directory or models_dir()
+    verify_derived(name, source)
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix in (".tflite", ".json"):  # the model first: a record never describes a part file
+        target = directory / f"{name}{suffix}"
+        tmp = target.with_name(target.name + ".part")
+        try:
+            tmp.write_bytes((source / f"{name}{suffix}").read_bytes())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return verify_derived(name, directory)
 
 
 def fetch(

@@ -6,7 +6,9 @@ model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.
 machine (for full only: ``models.DERIVED``), which is used only when its record verifies and its
 accuracy gate passed (``models.verify_derived``).
 
-``auto`` takes the variants whose files are present and verify. With one, it is used. With more,
+``auto`` takes the variants whose files are present and verify and, for a derived model, whose
+accuracy gate was judged on sources its calibration never saw (``models.AUTO_GATES``; a model
+built on your own footage is used only when asked for by name). With one, it is used. With more,
 the first start measures each estimator's invoke for a few seconds (interleaved rounds on a fixed
 synthetic crop, the configured thread count), takes the fastest (float unless another is at least
 ``MARGIN`` faster, so noise does not decide) and caches the choice in
@@ -85,8 +87,9 @@ def candidates(
 ) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
     """The variants of landmark model ``model`` whose estimator is present and verifies,
     {variant: (path, sha256)}, and why the others are left out, {variant: "absent" | "unusable"
-    | "none for <model>"}. A broken float model raises ``ModelError``; an int8 model that is
-    present but does not verify is left out with a warning."""
+    | "not gated on held-out sources" | "none for <model>"}. A broken float model raises
+    ``ModelError``; an int8 model that is present but does not verify is left out with a
+    warning."""
     found: dict[str, tuple[Path, str]] = {}
     left_out: dict[str, str] = {}
     table = variants(model)
@@ -103,6 +106,15 @@ def candidates(
             except ModelError as exc:
                 log.warning("variant %s left out of auto: %s", variant, exc)
                 left_out[variant] = "unusable"
+                continue
+            held_out = record["gate"].get("held_out")
+            if held_out not in models.AUTO_GATES:
+                log.info(
+                    "variant %s left out of auto: its gate was %s, not %s (use it by name: "
+                    "--variant %s)",
+                    variant, held_out or "of an older kind", models.HELD_OUT_SOURCES, variant,
+                )  # fmt: skip
+                left_out[variant] = "not gated on held-out sources"
                 continue
             found[variant] = (models.locate(name, directory, check=False), record["sha256"])
         else:
