@@ -32,7 +32,7 @@ calibration of the Pi projection (docs/performance.md says how).
 Needs root (apt-get install qemu-user debootstrap gcc, debootstrap) the first time; the cache
 (``$BLAZEPOSE_EDGE_ICOUNT_CACHE``, default ``~/.cache/blazepose-edge/icount``) then holds the
 userland, the wheels, QEMU's plugin header (from the Debian source of the installed qemu-user,
-checked against its .dsc) and the built plugin (about 700 MB in all). A warm run of every model
+checked against its .dsc) and the built plugin (about 400 MB in all). A warm run of every model
 and the anchors took 7-8 minutes per core on a busy 2-core host; the counts repeat to within
 0.002 % (the SIMD and FMLA counts exactly). Too slow for CI: ``--check`` is for a manual run
 after a LiteRT or model change.
@@ -371,7 +371,21 @@ def prepare_models(cache: Path, wanted: list[str], anchors: bool) -> list[dict]:
 
         for label, build in (("mobilenet_v1", mobilenets.v1), ("mobilenet_v2", mobilenets.v2)):
             add(label, label, build(), (-1.0, 1.0))
+            add(f"{label}_int8", f"{label}_int8", build(int8=True))
     return items
+
+
+def is_f32_kernel(name: str) -> bool:
+    """An XNNPACK float kernel (for the int8 model's float parts: stem, regression head)."""
+    return name.startswith("xnn_f32_") and "qs8" not in name and "qu8" not in name
+
+
+def f32_share(model: dict) -> float:
+    """The share of ``model``'s instructions in float kernels (exact with --kernels; from the
+    12 busiest functions in an older --json)."""
+    if "f32_share" in model:
+        return model["f32_share"]
+    return sum(v for k, v in model.get("functions", {}).items() if is_f32_kernel(k))
 
 
 def symbolize(view: Path, maps: list[str], profile: dict[int, int]) -> dict[str, int]:
@@ -494,6 +508,9 @@ def run_guest(cache, view, site, plugin, cpu, items, warmup, invokes, timeout, k
             result["models"][m["label"]]["functions"] = {
                 k: round(v / total, 4) for k, v in list(funcs.items())[:12]
             }
+            result["models"][m["label"]]["f32_share"] = round(
+                sum(v for k, v in funcs.items() if is_f32_kernel(k)) / total, 4
+            )
     return result
 
 
@@ -521,9 +538,15 @@ def table(results: list[dict]) -> str:
 
 
 # The anchor: XNNPACK's README (benchmarked Feb 8, 2022, end2end-bench, random weights), Raspberry
-# Pi 4 (BCM2711, ARM64 build), multi-threaded (its 4 cores): FP32 MobileNet v1 1.0X 77 ms, v2 1.0X
-# 46 ms. Raspberry Pi OS ran the Pi 4 at 1.5 GHz then (1.8 GHz came later, for C0-stepping boards).
-ANCHORS_MS = {"mobilenet_v1": 77.0, "mobilenet_v2": 46.0}
+# Pi 4 (BCM2711, ARM64 build), multi-threaded (its 4 cores): MobileNet v1 1.0X FP32 77 ms, INT8
+# 24 ms; v2 1.0X FP32 46 ms, INT8 17 ms. Raspberry Pi OS ran the Pi 4 at 1.5 GHz then (1.8 GHz
+# came later, for C0-stepping boards).
+ANCHORS_MS = {
+    "mobilenet_v1": 77.0,
+    "mobilenet_v2": 46.0,
+    "mobilenet_v1_int8": 24.0,
+    "mobilenet_v2_int8": 17.0,
+}
 ANCHOR_GHZ, ANCHOR_THREADS = 1.5, 4
 PI5_GHZ = 2.4
 # Cortex-A76 per-clock gain over the A72 for these kernels, a range: 1.5x from Raspberry Pi's
@@ -535,34 +558,52 @@ A76_GAIN = (1.5, 2.0)
 
 def projection(results: list[dict]) -> str:
     """Pi 4 / Pi 5 milliseconds per invoke from the counts: time = instructions / (IPC x clock),
-    with the A72's IPC calibrated on the MobileNet anchors counted the same way."""
+    with the A72's IPC calibrated on the MobileNet anchors counted the same way: the float
+    anchors' for float models; for an int8 model, the float IPC for the instructions in float
+    kernels (``f32_share``, from --kernels) and the int8 anchors' for the rest."""
     by_cpu = {r["cpu"]: r["models"] for r in results}
     a72 = by_cpu.get("cortex-a72", {})
-    ipcs = [
-        a72[name]["total"] / (ANCHOR_THREADS * ms * 1e-3 * ANCHOR_GHZ * 1e9)
-        for name, ms in ANCHORS_MS.items()
-        if name in a72
-    ]
-    if not ipcs:
+    ipc = {}
+    for name, ms in ANCHORS_MS.items():
+        if name in a72:
+            ipc[name] = a72[name]["total"] / (ANCHOR_THREADS * ms * 1e-3 * ANCHOR_GHZ * 1e9)
+    kinds = {}
+    for kind in ("float", "int8"):
+        values = [v for k, v in ipc.items() if k.endswith("_int8") == (kind == "int8")]
+        if values:
+            kinds[kind] = statistics.mean(values)
+    if not kinds:
         return "(no projection: run with --anchors on cortex-a72)"
-    ipc = statistics.mean(ipcs)
     lines = [
         "PROJECTION, not a measurement (docs/performance.md says how): ms per invoke",
-        "IPC on the A72 per core, calibrated: "
-        + ", ".join(f"{name} {v:.2f}" for name, v in zip(ANCHORS_MS, ipcs, strict=True))
-        + f" (mean {ipc:.2f}); A76: x{A76_GAIN[0]}-{A76_GAIN[1]}",
-        f"{'model':14s}{'Pi 4 1 thr':>12s}{'Pi 4 4 thr':>12s}{'Pi 5 1 thr':>14s}{'Pi 5 4 thr':>14s}",
+        "A72 IPC per core, 4 cores busy, calibrated: "
+        + ", ".join(f"{name} {v:.2f}" for name, v in ipc.items())
+        + f"; A76 per-clock gain x{A76_GAIN[0]}-{A76_GAIN[1]}",
+        f"{'model':18s}{'Pi 4 1 thr':>11s}{'Pi 4 4 thr':>11s}{'Pi 5 1 thr':>14s}{'Pi 5 4 thr':>14s}",
     ]
     for lbl in a72:
-        if lbl in ANCHORS_MS:
+        kind = "int8" if "int8" in lbl else "float"
+        if lbl in ANCHORS_MS or kind not in kinds:
             continue
-        pi4 = a72[lbl]["total"] / (ipc * ANCHOR_GHZ * 1e9) * 1e3
-        row = f"{lbl:14s}{pi4:12.1f}{pi4 / 4:12.1f}"
+
+        def seconds_per_insn(model: dict, kind: str = kind) -> float:
+            if kind == "float":
+                return 1 / kinds["float"]
+            share = f32_share(model) if "float" in kinds else 0.0
+            return share / kinds.get("float", 1.0) + (1 - share) / kinds["int8"]
+
+        pi4 = a72[lbl]["total"] * seconds_per_insn(a72[lbl]) / (ANCHOR_GHZ * 1e9) * 1e3
+        row = f"{lbl:18s}{'<=' + format(pi4, '.0f'):>11s}{pi4 / 4:11.1f}"
         a76 = by_cpu.get("cortex-a76", {}).get(lbl)
         if a76:
-            fast, slow = (a76["total"] / (ipc * g * PI5_GHZ * 1e9) * 1e3 for g in A76_GAIN[::-1])
-            row += f"{fast:7.1f}-{slow:<6.1f}{fast / 4:7.1f}-{slow / 4:<6.1f}"
+            base = a76["total"] * seconds_per_insn(a76) / (PI5_GHZ * 1e9) * 1e3
+            fast, slow = (base / g for g in A76_GAIN[::-1])
+            row += f"{'<=' + format(slow, '.0f'):>14s}{fast / 4:7.1f}-{slow / 4:<6.1f}"
         lines.append(row)
+    lines.append(
+        "1 thread: an upper bound (the anchor's 4 threads taken as scaling perfectly); "
+        "Pi 4 at the anchor's 1.5 GHz (at 1.8 GHz: x0.83)"
+    )
     return "\n".join(lines)
 
 
@@ -588,6 +629,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="detector,lite,full,heavy,full-int8,lite-int8")
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        metavar="JSON",
+        help="only print the table and projection of --json files",
+    )
     parser.add_argument("--cpus", default=",".join(CPUS))
     parser.add_argument("--anchors", action="store_true", help="also MobileNet v1/v2")
     parser.add_argument("--warmup", type=int, default=2)
@@ -603,6 +650,15 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=int, default=1800, help="per core, seconds")
     args = parser.parse_args()
+    if args.report:
+        merged: dict[str, dict] = {}
+        for path in args.report:
+            for r in json.loads(Path(path).read_text())["results"]:
+                merged.setdefault(r["cpu"], {"cpu": r["cpu"], "models": {}})["models"].update(
+                    r["models"]
+                )
+        print(table(list(merged.values())) + "\n\n" + projection(list(merged.values())))
+        return
     default_cache = Path.home() / ".cache" / "blazepose-edge" / "icount"
     cache = Path(os.environ.get("BLAZEPOSE_EDGE_ICOUNT_CACHE", default_cache))
     cache.mkdir(parents=True, exist_ok=True)
@@ -611,7 +667,7 @@ def main() -> None:
     plugin = build_plugin(cache)
     root = build_root(cache)
     site = build_site(cache)
-    items = prepare_models(cache, args.models.split(","), args.anchors)
+    items = prepare_models(cache, [m for m in args.models.split(",") if m], args.anchors)
     results = []
     for cpu in args.cpus.split(","):
         view = cpu_view(cache, root, cpu)
