@@ -33,8 +33,8 @@ Needs root (apt-get install qemu-user debootstrap gcc, debootstrap) the first ti
 (``$BLAZEPOSE_EDGE_ICOUNT_CACHE``, default ``~/.cache/blazepose-edge/icount``) then holds the
 userland, the wheels, QEMU's plugin header (from the Debian source of the installed qemu-user,
 checked against its .dsc) and the built plugin (about 400 MB in all). A warm run of every model
-and the anchors took 7-8 minutes per core on a busy 2-core host; the counts repeat to within
-0.002 % (the SIMD and FMLA counts exactly). Too slow for CI: ``--check`` is for a manual run
+and the anchors took 5-8 minutes per core on a busy 2-core host; the counts repeat to within
+0.003 % (the FMLA and SDOT counts exactly). Too slow for CI: ``--check`` is for a manual run
 after a LiteRT or model change.
 """
 
@@ -57,12 +57,10 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
 PLUGIN_SRC = HERE / "icount" / "insn_count.c"
 EXPECTED = HERE / "icount" / "expected.json"
-MAGIC = (
-    0x1C07A000  # the plugin's ICOUNT_MAGIC: close(MAGIC) starts a span, close(MAGIC + 1) ends it
-)
+# the plugin's ICOUNT_MAGIC: close(MAGIC) starts a span, close(MAGIC + 1) ends it
+MAGIC = 0x1C07A000
 CPUS = ("cortex-a72", "cortex-a76")
 CLASSES = ("total", "simd_fp", "ldst", "fmla", "dot", "fp16")
 
@@ -87,7 +85,7 @@ def guest(spec_path: str) -> None:
         from importlib.metadata import version
 
         report["litert"] = version("ai-edge-litert")
-    except Exception:  # noqa: BLE001 - informative only
+    except Exception:  # informative only
         report["litert"] = "?"
     # marker overhead: a span with nothing in it
     for _ in range(2):
