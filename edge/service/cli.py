@@ -390,46 +390,38 @@ def cmd_ha(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_broker_options(p: argparse.ArgumentParser) -> None:
-    """The options that say which broker and device (``ha``)."""
+def _about(key: str) -> str:
+    """The help of a flag that overrides config ``key``: the key's description and default, as
+    declared in config.py."""
     from . import config
 
-    def about(key: str) -> str:
-        default = config.toml_value(config.default(key))
-        return f"{config.KEYS[key].spec.doc} ({key}, default {default})".replace("%", "%%")
+    default = config.toml_value(config.default(key))
+    return f"{config.KEYS[key].spec.doc} ({key}, default {default})".replace("%", "%%")
+
+
+def _add_broker_options(p: argparse.ArgumentParser) -> None:
+    """The options that say which configuration, broker and device (``ha``, and ``run``)."""
+    from . import config
 
     p.add_argument(
         "--config",
         metavar="FILE",
         help=f"TOML config (default {config.DEFAULT_CONFIG} if present)",
     )
-    p.add_argument("--mqtt-host", help=about("mqtt.host"))
-    p.add_argument("--mqtt-port", type=int, help=about("mqtt.port"))
-    p.add_argument("--device-id", help=about("mqtt.device_id"))
-    p.add_argument("--topic-prefix", help=about("mqtt.topic_prefix"))
+    p.add_argument("--mqtt-host", help=_about("mqtt.host"))
+    p.add_argument("--mqtt-port", type=int, help=_about("mqtt.port"))
+    p.add_argument("--device-id", help=_about("mqtt.device_id"))
+    p.add_argument("--topic-prefix", help=_about("mqtt.topic_prefix"))
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     from . import config
 
-    def about(key: str) -> str:
-        """The help of a flag that overrides config ``key``: the key's description and default,
-        as declared in config.py."""
-        default = config.toml_value(config.default(key))
-        return f"{config.KEYS[key].spec.doc} ({key}, default {default})".replace("%", "%%")
-
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"TOML config (default {config.DEFAULT_CONFIG} if present)",
-    )
+    _add_broker_options(p)
+    about = _about
     p.add_argument("--source", help=about("source.uri"))
     p.add_argument("--loop", action="store_true", default=None, help=about("source.loop"))
     p.add_argument("--realtime", action="store_true", default=None, help=about("source.realtime"))
-    p.add_argument("--mqtt-host", help=about("mqtt.host"))
-    p.add_argument("--mqtt-port", type=int, help=about("mqtt.port"))
-    p.add_argument("--device-id", help=about("mqtt.device_id"))
-    p.add_argument("--topic-prefix", help=about("mqtt.topic_prefix"))
     p.add_argument("--max-frames", type=int, help=about("daemon.max_frames"))
     p.add_argument(
         "--model", choices=config.KEYS["pipeline.model"].spec.choices, help=about("pipeline.model")
