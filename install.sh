@@ -205,6 +205,8 @@ elif [ "$INT8" = 1 ]; then
   fi
   say "building the int8 estimator (cached once it passes its accuracy gate)"
   set +e
+  # the quantizer's progress bars and debug warnings are for its developers, not for this log
+  export TQDM_DISABLE=1 PYTHONWARNINGS=ignore
   if [ -n "$FOOTAGE" ]; then
     .venv/bin/python models/quantize.py --if-missing --quantizer-python "$QVENV/bin/python" \
       --footage "$FOOTAGE"
@@ -212,6 +214,7 @@ elif [ "$INT8" = 1 ]; then
     .venv/bin/python models/quantize.py --if-missing --quantizer-python "$QVENV/bin/python"
   fi
   rc=$?
+  unset TQDM_DISABLE PYTHONWARNINGS
   set -e
   case $rc in
     0) ;;
