@@ -14,6 +14,7 @@ import cv2
 from .. import __version__
 from ..pose import DEFAULT_MODEL, LANDMARK_MODELS, VARIANT_CHOICES, ModelError
 from . import images
+from .exits import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
 from .logs import native_stderr_to_log, setup_logging
 from .media import demo_clip
 
@@ -168,7 +169,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     problem = _variant_problem(args)
     if problem:
         _err(problem)
-        return 2
+        return EXIT_USAGE
     args.paths = args.paths or [str(demo_clip())]
     runner = Infer(args)
     failed = 0
@@ -205,7 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     problem = _variant_problem(args) or _bench_problem(args)
     if problem:
         _err(problem)
-        return 2
+        return EXIT_USAGE
     source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
                        show_progress=sys.stderr.isatty() or args.progress,
@@ -295,14 +296,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
     from .config import ConfigError
-    from .daemon import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SOURCE, Daemon
+    from .daemon import Daemon
     from .sinks import PublishError
     from .sources import SourceError
 
-    try:
-        cfg = _load_config(args)
-    except ConfigError as exc:
-        _err(str(exc))
+    cfg = _config_or_report(args)
+    if cfg is None:
         return EXIT_CONFIG
     setup_logging(args.log_level or cfg.daemon.log_level)
     exit_codes = (
@@ -347,14 +346,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return next(code for cls, code in exit_codes if isinstance(exc, cls))
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, to_toml
+def _config_or_report(args: argparse.Namespace):
+    """The configuration, or None once what is wrong with it is said (the caller exits 2)."""
+    from .config import ConfigError
 
     try:
-        cfg = _load_config(args)
+        return _load_config(args)
     except ConfigError as exc:
         _err(str(exc))
-        return 2
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import to_toml
+
+    cfg = _config_or_report(args)
+    if cfg is None:
+        return EXIT_CONFIG
     if args.print:
         sys.stdout.write(to_toml(cfg))
     else:
@@ -367,11 +375,9 @@ def cmd_ha(args: argparse.Namespace) -> int:
     from .sinks.homeassistant import discovery_document, removal_messages, topics
     from .sinks.mqtt import PublishError, send_once
 
-    try:
-        cfg = _load_config(args)
-    except ConfigError as exc:
-        _err(str(exc))
-        return 2
+    cfg = _config_or_report(args)
+    if cfg is None:
+        return EXIT_CONFIG
     config_topic = topics(cfg)["config"]
     if args.action == "show":
         print(config_topic)
@@ -385,7 +391,7 @@ def cmd_ha(args: argparse.Namespace) -> int:
         send_once(cfg.mqtt, removal_messages(cfg), client_id, timeout=args.timeout)
     except (PublishError, ConfigError) as exc:
         _err(f"cannot remove the Home Assistant device: {exc}")
-        return 5
+        return EXIT_BROKER
     print(f"removed the Home Assistant device {cfg.device_id} ({config_topic} cleared)")
     return 0
 
@@ -662,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ModelError as exc:
         _err(str(exc))
-        return 3
+        return EXIT_MODEL
     except KeyboardInterrupt:
         return 130
 

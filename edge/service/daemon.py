@@ -12,6 +12,16 @@ import time
 
 from ..pose import FrameError, PoseEstimator
 from .config import RELOADABLE, Config, ConfigError, changed_keys
+from .exits import (  # noqa: F401 - re-exported: the exit codes are the daemon's
+    EXIT_BROKER,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_MODEL,
+    EXIT_OK,
+    EXIT_SOURCE,
+    EXIT_UNDELIVERED,
+    PERMANENT,
+)
 from .logs import native_stderr_to_log
 from .sdnotify import Watchdog, notify
 from .sinks import FrameResult, Sink, make_sinks
@@ -20,22 +30,6 @@ from .sources.grabber import EndOfStream
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-
-# Exit codes (the systemd unit lists the permanent ones, PERMANENT, in RestartPreventExitStatus=).
-EXIT_OK = 0  # also when stopped by SIGTERM/SIGINT, whatever was delivered
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_MODEL = 3
-EXIT_SOURCE = 4
-EXIT_BROKER = 5
-# The run ended by itself (--max-frames / daemon.max_frames, the end of a file or folder that
-# does not loop) and produced pose messages, but not one was delivered (the broker was away the
-# whole time, say; with the spool they wait there for the next start). A camera or stream runs
-# until stopped, so under systemd this needs a finite source or max_frames in the config.
-EXIT_UNDELIVERED = 6
-# restarting cannot help: the same configuration, model files or credentials fail again; and a
-# finite run whose input is used up would only process it again
-PERMANENT = (EXIT_CONFIG, EXIT_MODEL, EXIT_BROKER, EXIT_UNDELIVERED)
 
 
 class Daemon:
