@@ -2,6 +2,7 @@ import json
 import shutil
 
 import cv2
+import numpy as np
 import pytest
 
 from edge.service.cli import build_parser, main
@@ -159,3 +160,15 @@ def test_a_bad_command_line_exits_2(argv, capsys):
         code = done.code
     assert code == 2
     assert capsys.readouterr().err  # and says why
+
+
+def test_infer_refuses_a_video_above_the_pixel_limit(tmp_path, monkeypatch, capsys):
+    clip = tmp_path / "huge.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    writer.write(np.zeros((480, 640, 3), np.uint8))
+    writer.release()
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MAX_IMAGE_PIXELS", "100000")
+    assert main(["infer", "--json", str(clip)]) == 1
+    captured = capsys.readouterr()
+    assert "huge.avi: frames of 640 x 480 pixels are above the limit of 100000" in captured.err
+    assert captured.out == ""

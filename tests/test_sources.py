@@ -3,6 +3,7 @@ import threading
 import time
 import types
 
+import cv2
 import numpy as np
 import pytest
 
@@ -334,3 +335,23 @@ def test_demo_source_is_the_shipped_clip_and_loops(monkeypatch):
         source.close()
     assert all(f is not None for f in frames)
     assert frames[-1].index == 129
+
+
+def _blank_video(path, width, height, frames=2):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+    for _ in range(frames):
+        writer.write(np.zeros((height, width, 3), np.uint8))
+    writer.release()
+    return path
+
+
+def test_video_frames_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    clip = _blank_video(tmp_path / "wide.avi", 320, 240)
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MAX_IMAGE_PIXELS", str(320 * 240 - 1))
+    src = VideoCaptureSource(str(clip), "file")
+    with pytest.raises(SourceError, match="320 x 240 pixels are above the limit of 76799"):
+        src.open()
+    assert src.cap is None
+    monkeypatch.setenv("BLAZEPOSE_EDGE_MAX_IMAGE_PIXELS", str(320 * 240))
+    frame = VideoCaptureSource(str(clip), "file").read()
+    assert frame.image.shape == (240, 320, 3)

@@ -153,9 +153,15 @@ class Infer:
         ):
             self.image(path, *images.read_image(path))
             return
+        from .sources.opencv import oversized
+
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise OSError("not a readable image or video")
+        problem = oversized(cap)
+        if problem:
+            cap.release()
+            raise OSError(problem)
         self.video(path, cap)
 
 

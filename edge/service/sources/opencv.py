@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 
+from ..images import ENV_MAX_PIXELS, ImageError, max_pixels
 from .base import Frame, Source, SourceError, redact
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,25 @@ def ended_early(read: int, promised: float) -> bool:
     """Whether a file gave fewer frames than its header promised (a damaged or cut-short file).
     Some containers only estimate the count (from the duration), hence 1 % of slack."""
     return promised > 0 and promised - read > max(1.0, promised * 0.01)
+
+
+def oversized(cap: cv2.VideoCapture) -> str | None:
+    """Why the video's frames are too large to decode, or None. Checked after opening, before
+    the first frame is decoded (opening reads the container's header only): FFmpeg accepts frames
+    of up to about 268 Mpx, and one 16000 x 16000 frame takes over a gigabyte once decoded and
+    converted. The limit is the one for still images (``images.max_pixels``)."""
+    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    try:
+        limit = max_pixels()
+    except ImageError as exc:
+        return str(exc)
+    if width * height > limit:
+        return (
+            f"frames of {width} x {height} pixels are above the limit of {limit} pixels "
+            f"(set {ENV_MAX_PIXELS} to allow them)"
+        )
+    return None
 
 
 class VideoCaptureSource(Source):
@@ -77,6 +97,10 @@ class VideoCaptureSource(Source):
                 "file": "is it a video format OpenCV's FFmpeg can decode?",
             }[self.kind]
             raise SourceError(f"cannot open {self.description}: {hint}")
+        problem = oversized(cap)
+        if problem:
+            cap.release()
+            raise SourceError(f"{self.description}: {problem}")
         self.cap = cap
         self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
         self._pass_start = self.index
