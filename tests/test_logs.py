@@ -64,3 +64,32 @@ def test_opencv_level_set_whichever_setter_this_release_has(monkeypatch):
     assert calls == [2, 5]
     monkeypatch.delattr(cv2, "setLogLevel")
     quiet_opencv("info")  # neither: nothing to do, no error
+
+
+def test_ffmpeg_decoder_errors_stay_off_the_terminal(models_ready, tmp_path):
+    """A video damaged in its second half: FFmpeg's per-frame ``[mpeg4 @ 0x...]`` lines are not
+    printed; ``infer`` says itself how many frames were read (at debug level FFmpeg shows them)."""
+    import cv2
+    import numpy as np
+
+    from edge.service.media import demo_clip
+
+    src = cv2.VideoCapture(str(demo_clip()))
+    clip = tmp_path / "damaged.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (576, 576))
+    for _ in range(30):
+        writer.write(src.read()[1])
+    writer.release()
+    data = bytearray(clip.read_bytes())
+    half, end = len(data) // 2, len(data) - 4000  # keep the trailing index (moov) intact
+    data[half:end] = np.random.default_rng(0).integers(0, 256, end - half, np.uint8).tobytes()
+    clip.write_bytes(bytes(data))
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    args = [sys.executable, "-m", "edge.service.cli", "infer", "--json", str(clip)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "frames its header promised were read" in done.stderr
+    assert "@ 0x" not in done.stderr and "@ 0x" not in done.stdout
+    debug = subprocess.run([*args[:3], "--log-level", "debug", *args[3:]], capture_output=True,
+                           text=True, timeout=300, env=env, check=False)  # fmt: skip
+    assert "[mpeg4 @ 0x" in debug.stderr

@@ -32,7 +32,14 @@ def setup_logging(level: str) -> None:
 def quiet_opencv(level: str) -> None:
     """OpenCV logs errors only, unless ``level`` is debug. Its setter moved between releases
     (``cv2.utils.logging.setLogLevel`` in 4.12+ and 5.x; ``cv2.setLogLevel`` in the 4.11 that
-    Raspberry Pi OS Bookworm pins); without either, OpenCV keeps its own level."""
+    Raspberry Pi OS Bookworm pins); without either, OpenCV keeps its own level.
+
+    FFmpeg inside OpenCV prints its decoder errors (``[h264 @ 0x...] error while decoding MB``,
+    a line per damaged frame) straight to stderr; OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` when it
+    first opens a video, and -8 (AV_LOG_QUIET) silences them. The sources and ``infer`` say
+    themselves how many frames were read of how many the file promised."""
+    if level != "debug":
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     value = 5 if level == "debug" else 2  # OpenCV's LOG_LEVEL_DEBUG, LOG_LEVEL_ERROR
