@@ -679,10 +679,26 @@ def percentile_ranges(qsvs: dict, percentile: float) -> dict:
     return out
 
 
+def _quiet_progress_bars() -> None:
+    """ai-edge-quantizer's progress bars pass ``disable=`` to tqdm explicitly, which
+    TQDM_DISABLE does not override; they would fill install.sh's log with carriage returns."""
+    try:
+        from ai_edge_quantizer.utils import progress_utils
+    except ImportError:  # another layout: its bars, if any, stay
+        return
+    shown = progress_utils.ProgressBar.__init__
+
+    def hidden(self, total_steps, description="", disappear_on_finish=False, enable=None):
+        shown(self, total_steps, description, disappear_on_finish, enable=False)
+
+    progress_utils.ProgressBar.__init__ = hidden
+
+
 def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
                   log=print) -> bytes:  # fmt: skip
-    os.environ.setdefault("TQDM_DISABLE", "1")
     from ai_edge_quantizer import calibrator, quantizer
+
+    _quiet_progress_bars()
 
     qt = quantizer.Quantizer(bytearray(float_model), recipe)
     if not qt.need_calibration:

@@ -299,3 +299,29 @@ def test_a_candidate_that_passes_is_written_with_a_record_naming_its_gate(
     assert models.verify_derived("pose_landmark_full_int8", tmp_path)["gate"]["held_out"] == (
         models.HELD_OUT_SOURCES
     )
+
+
+def test_quantizer_progress_bars_are_hidden(tmp_path):
+    """ai-edge-quantizer's bars ignore TQDM_DISABLE; ``_quiet_progress_bars`` hides them (they
+    filled install.sh's log). Runs in the quantizer venv that ``./install.sh --int8`` makes."""
+    import subprocess
+    from pathlib import Path
+
+    # install.sh's default place (the tests' own XDG_CACHE_HOME is a temporary folder)
+    python = Path.home() / ".cache" / "blazepose-edge" / "quantizer-venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no quantizer venv (./install.sh --int8 makes it)")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('q', {str(ROOT / 'models' / 'quantize.py')!r})\n"
+        "q = importlib.util.module_from_spec(spec); spec.loader.exec_module(q)\n"
+        "from ai_edge_quantizer.utils import progress_utils\n"
+        "if len(sys.argv) > 1: q._quiet_progress_bars()\n"
+        "with progress_utils.ProgressBar(1000, description='Running Calibration:') as bar:\n"
+        "    for _ in range(1000): bar.update_single_step()\n"
+    )
+    shown = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
+    hidden = subprocess.run([python, "-c", code, "quiet"], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert "Running Calibration" in shown.stderr  # the bar this hides is real
+    assert hidden.returncode == 0 and hidden.stderr == "", hidden.stderr
