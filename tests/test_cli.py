@@ -172,3 +172,25 @@ def test_infer_refuses_a_video_above_the_pixel_limit(tmp_path, monkeypatch, caps
     captured = capsys.readouterr()
     assert "huge.avi: frames of 640 x 480 pixels are above the limit of 100000" in captured.err
     assert captured.out == ""
+
+
+def test_run_refuses_at_start_what_would_break_it(tmp_path, capsys):
+    """Exit 2 (a config error: systemd does not restart it) naming the key, before the model
+    is loaded; not a traceback (exit 1, a restart loop) nor a run that delivers nothing."""
+    (tmp_path / "file").write_text("")
+    cases = {
+        f'[mqtt]\nqos_pose = 1\n[spool]\ndir = "{tmp_path / "file" / "spool"}"\n': "spool.dir",
+        '[mqtt]\nhost = "broker\\u0000"\n': "mqtt.host",
+        f'[mqtt]\ndevice_id = "{"d" * 70_000}"\n': "mqtt.device_id",
+        f'[mqtt]\nclient_id = "{"c" * 70_000}"\n': "mqtt.client_id",
+        '[mqtt]\nusername = "u"\npassword_file = "/dev/zero"\n': "mqtt.password_file",
+    }
+    for n, (text, key) in enumerate(cases.items()):
+        path = tmp_path / f"c{n}.toml"
+        path.write_text(text)
+        args = ["run", "--config", str(path), "--source", "demo", "--max-frames", "5"]
+        assert main(args) == 2, key
+        err = capsys.readouterr().err
+        assert f"config: {key}" in err and "Traceback" not in err, err[:300]
+    assert main(["run", "--config", str(tmp_path), "--source", "demo", "--max-frames", "5"]) == 2
+    assert f"config: {tmp_path} is a directory" in capsys.readouterr().err

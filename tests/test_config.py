@@ -1,5 +1,7 @@
 import dataclasses
+import os
 import re
+import threading
 import tomllib
 from pathlib import Path
 
@@ -51,10 +53,10 @@ def test_bad_values_name_the_key(tmp_path, text, message):
 
 def test_strings_with_control_characters_round_trip_through_toml(tmp_path):
     cfg = Config()
-    cfg.mqtt.client_id = 'porch\nx "q" \\ caf\u00e9 \x7f\t'
+    cfg.source.uri = 'porch\nx "q" \\ caf\u00e9 \x7f\t'  # a key with no check on its characters
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg), encoding="utf-8")
-    assert load(path).mqtt.client_id == cfg.mqtt.client_id
+    assert load(path).source.uri == cfg.source.uri
 
 
 def test_flags_override_the_file(tmp_path):
@@ -78,8 +80,8 @@ def test_unreadable_or_non_utf8_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load(latin1)
     folder = tmp_path / "a-folder.toml"
-    folder.mkdir()  # is_file() is False: reported as missing, not a traceback
-    with pytest.raises(ConfigError, match="does not exist"):
+    folder.mkdir()  # said what it is, not "does not exist"
+    with pytest.raises(ConfigError, match=r"a-folder\.toml is a directory$"):
         load(folder)
 
 
@@ -248,3 +250,214 @@ def test_model_key_and_flag(tmp_path, capsys):
     assert 'model = "heavy"' in capsys.readouterr().out
     assert main(["check-config", "--config", str(path), "--variant", "int8"]) == 2
     assert "pipeline.variant" in capsys.readouterr().err
+
+
+# --- values that pass a type check but break the run (issue 14, item 4) -------------------------
+
+LONG = 70_000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f'[mqtt]\ndevice_id = "{"d" * LONG}"\n', "mqtt.device_id must be at most 65,535 bytes"),
+        (f'[mqtt]\nclient_id = "{"c" * LONG}"\n', "mqtt.client_id must be at most 65,535 bytes"),
+        (f'[mqtt]\nhost = "{"h" * 10_000}"\n', "mqtt.host must be a host name of at most 253 "),
+        (f'[mqtt]\nhost = "{"h" * 64}.lan"\n', "mqtt.host must be a host name (letters, digits"),
+        ('[mqtt]\nhost = "broker\\u0000"\n', "mqtt.host must be a host name (letters, digits"),
+        ('[mqtt]\nhost = "my broker"\n', "mqtt.host must be a host name"),
+        ('[mqtt]\nhost = "-broker"\n', "mqtt.host must be a host name"),
+        ('[mqtt]\nhost = "[::1]"\n', "mqtt.host must be a host name"),
+        ('[mqtt]\ndevice_id = "cam\\u0000"\n', "mqtt.device_id must be UTF-8 text without control"),
+        ('[mqtt]\ndevice_id = "cam\\n"\n', "mqtt.device_id must be UTF-8 text without control"),
+        ('[mqtt]\ndevice_id = "cam\\uffff"\n', "mqtt.device_id must be UTF-8 text without"),
+        ('[mqtt]\ndevice_id = "a+b"\n', "mqtt.device_id must not contain MQTT wildcards"),
+        ('[mqtt]\ndevice_id = "#"\n', "mqtt.device_id must not contain MQTT wildcards"),
+        ('[mqtt]\ntopic_prefix = "a\\u0000"\n', "mqtt.topic_prefix must be UTF-8 text without"),
+        ('[mqtt]\ntopic_prefix = "a/#"\n', "mqtt.topic_prefix must not contain"),
+        ('[mqtt]\nclient_id = "cam\\u0000"\n', "mqtt.client_id must be UTF-8 text without"),
+        ('[mqtt]\nusername = "u\\u0007"\n', "mqtt.username must be UTF-8 text without"),
+        ('[homeassistant]\nprefix = "ha\\u0000"\n', "homeassistant.prefix must be UTF-8 text"),
+        ('[homeassistant]\nprefix = "ha/+"\n', "homeassistant.prefix must not contain"),
+        # within each key's limit, too long as a whole topic
+        (f'[mqtt]\ndevice_id = "{"d" * 65_530}"\n', "mqtt.topic_prefix and mqtt.device_id must"),
+        (f'[mqtt]\ntopic_prefix = "{"a/" * 200}"\n', "mqtt.topic_prefix and mqtt.device_id must"),
+        (f'[homeassistant]\nprefix = "{"h" * 65_520}"\n', "homeassistant.prefix and mqtt.device"),
+    ],
+)
+def test_mqtt_strings_and_host_names_a_broker_would_refuse(tmp_path, text, message):
+    with pytest.raises(ConfigError, match="^config: " + re.escape(message)) as err:
+        load(write(tmp_path, text))
+    assert len(str(err.value)) < 400  # a long value is cut in the message
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "broker.lan", "broker.lan.", "10.0.0.2", "::1", "fe80::1%eth0", "none",
+     "mosquitto_1", "b\u00fccher.example", "a" * 63 + ".lan"],
+)  # fmt: skip
+def test_host_names_and_addresses_are_accepted(tmp_path, host):
+    assert load(write(tmp_path, f'[mqtt]\nhost = "{host}"\n')).mqtt.host == host
+
+
+def test_discovery_topic_limit_only_with_discovery(tmp_path):
+    text = f'[homeassistant]\nprefix = "{"h" * 65_520}"\ndiscovery = false\n'
+    assert load(write(tmp_path, text)).homeassistant.discovery is False
+
+
+def test_the_host_name_as_device_id_must_be_a_topic_level(tmp_path, monkeypatch):
+    monkeypatch.setattr(config.socket, "gethostname", lambda: "raspberrypi-4.lan")
+    assert load(write(tmp_path, "")).device_id == "raspberrypi-4.lan"
+    monkeypatch.setattr(config.socket, "gethostname", lambda: "odd/name")
+    with pytest.raises(ConfigError, match="^config: mqtt.device_id must be set where this machine"):
+        load(write(tmp_path, ""))
+    assert load(write(tmp_path, '[mqtt]\ndevice_id = "cam"\n')).device_id == "cam"
+
+
+def test_text_that_was_not_utf8_on_the_command_line(tmp_path, capsys):
+    # argv bytes that are not UTF-8 arrive as surrogates (PEP 383)
+    assert (
+        main(["check-config", "--config", str(write(tmp_path, "")), "--device-id", "\udcff"]) == 2
+    )
+    assert "mqtt.device_id must be UTF-8 text" in capsys.readouterr().err
+
+
+@pytest.fixture
+def odd_files(tmp_path):
+    """A folder, a FIFO and /dev/zero: none is a file to read."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    return {
+        folder: "is a directory",
+        fifo: "is not a regular file (a named pipe)",
+        Path("/dev/zero"): "is not a regular file (a character device)",
+    }
+
+
+def test_config_file_that_is_no_regular_file_says_what_it_is(odd_files):
+    for path, what in odd_files.items():
+        with pytest.raises(ConfigError, match="^" + re.escape(f"config: {path} {what}") + "$"):
+            load(path)
+
+
+def test_default_config_path_that_is_a_folder_is_not_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", tmp_path)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load()
+
+
+def test_config_file_over_a_megabyte_is_refused(tmp_path):
+    path = write(tmp_path, "# padding\n" * 110_000)
+    with pytest.raises(ConfigError, match="is larger than 1 MB"):
+        load(path)
+
+
+@pytest.mark.parametrize("section", ["mqtt", "http"])
+def test_password_file_that_is_no_regular_file_says_what_it_is(tmp_path, odd_files, section):
+    for path, what in odd_files.items():
+        text = f'[{section}]\nusername = "u"\npassword_file = "{path}"\n'
+        with pytest.raises(ConfigError, match=re.escape(f"{section}.password_file {path} {what}")):
+            load(write(tmp_path, text))
+
+
+def test_reading_a_password_never_blocks_or_reads_forever(odd_files):
+    """Read at connect time (the file may have changed since the check): a FIFO would block the
+    open, /dev/zero would be read until memory runs out."""
+    results = {}
+
+    def read_all():
+        for path in odd_files:
+            with pytest.raises(ConfigError, match=re.escape(f"mqtt.password_file: {path} is")) as e:
+                read_password(config.MqttConfig(username="u", password_file=str(path)))
+            results[path] = str(e.value)
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading a password file blocked"
+    assert set(results) == set(odd_files)
+
+
+def test_password_file_first_line_only_and_capped(tmp_path):
+    m = config.MqttConfig(username="u", password_file=str(tmp_path / "pw"))
+    (tmp_path / "pw").write_text("s3cret\r\nsecond line\n")
+    assert read_password(m) == "s3cret"
+    (tmp_path / "pw").write_bytes(b"x" * 65_535)
+    assert read_password(m) == "x" * 65_535
+    (tmp_path / "pw").write_bytes(b"x" * 65_536 + b"\n")
+    with pytest.raises(ConfigError, match="has a first line longer than 65,535 bytes") as err:
+        read_password(m)
+    assert "xxx" not in str(err.value)
+
+
+def spool_config(tmp_path, folder, extra=""):
+    return write(tmp_path, f'[mqtt]\nqos_pose = 1\n{extra}[spool]\ndir = "{folder}"\n')
+
+
+def test_spool_folder_under_a_file_is_a_config_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"^config: spool\.dir: cannot keep the spool in .*: "
+                       + re.escape(f"{tmp_path / 'file'} is a file, not a folder")):  # fmt: skip
+        load(spool_config(tmp_path, tmp_path / "file" / "spool"))
+    # the device's own folder is a file
+    with pytest.raises(ConfigError, match=r"^config: spool\.dir: .* is a file, not a folder"):
+        load(spool_config(tmp_path, tmp_path, extra='device_id = "file"\n'))
+
+
+def test_spool_folder_that_even_root_cannot_write_is_a_config_error(tmp_path):
+    # sysfs: no one creates files or folders there, root included (chmod would not stop root)
+    with pytest.raises(ConfigError, match=r"^config: spool\.dir: .*cannot create a folder in /sys"):
+        load(spool_config(tmp_path, "/sys/blazepose-edge-spool"))
+    with pytest.raises(ConfigError, match=r"^config: spool\.dir: .*cannot write in /sys/kernel"):
+        load(spool_config(tmp_path, "/sys", extra='device_id = "kernel"\n'))
+
+
+def test_default_spool_folder_is_checked_and_named(tmp_path, monkeypatch):
+    (tmp_path / "state").write_text("")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with pytest.raises(ConfigError, match=r"^config: spool\.dir \(empty: the default folder\): "):
+        load(write(tmp_path, '[spool]\nmode = "on"\n'))
+
+
+def test_spool_folder_checked_only_when_in_use_and_left_as_it_was(tmp_path):
+    (tmp_path / "file").write_text("")
+    under_file = tmp_path / "file" / "spool"
+    assert load(write(tmp_path, f'[spool]\ndir = "{under_file}"\n'))  # qos 0: no spool
+    assert load(write(tmp_path, f'[spool]\nmode = "off"\ndir = "{under_file}"\n'))
+    assert load(spool_config(tmp_path, under_file, extra='host = "none"\n'))  # stdout
+    load(spool_config(tmp_path, tmp_path / "new" / "spool"))
+    assert not (tmp_path / "new").exists()  # checked, not made
+    (tmp_path / "spool" / "cam").mkdir(parents=True)
+    load(spool_config(tmp_path, tmp_path / "spool", extra='device_id = "cam"\n'))
+    assert list((tmp_path / "spool" / "cam").iterdir()) == []  # the test file is gone
+
+
+def test_spool_folder_gone_bad_after_the_check_is_a_config_error(tmp_path):
+    from edge.service.sinks import make_sinks
+
+    cfg = Config()
+    (tmp_path / "file").write_text("")
+    cfg.spool.mode, cfg.spool.dir = "on", str(tmp_path / "file" / "spool")
+    with pytest.raises(ConfigError, match=r"^config: spool\.dir: cannot keep the spool in "):
+        make_sinks(cfg)
+
+
+def test_check_config_reports_each_with_the_key(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    cases = [
+        (f'[mqtt]\nqos_pose = 1\n[spool]\ndir = "{tmp_path / "file" / "s"}"\n', "spool.dir"),
+        (f'[mqtt]\ndevice_id = "{"d" * LONG}"\n', "mqtt.device_id"),
+        (f'[mqtt]\nclient_id = "{"c" * LONG}"\n', "mqtt.client_id"),
+        (f'[mqtt]\nhost = "{"h" * 10_000}"\n', "mqtt.host"),
+        ('[mqtt]\nhost = "broker\\u0000"\n', "mqtt.host"),
+        ('[mqtt]\nusername = "u"\npassword_file = "/dev/zero"\n', "mqtt.password_file /dev/zero"),
+    ]
+    for text, key in cases:
+        assert main(["check-config", "--config", str(write(tmp_path, text))]) == 2, text[:60]
+        err = capsys.readouterr().err
+        assert f"config: {key}" in err and "Traceback" not in err, err[:200]
+        assert len(err) < 400
+    assert main(["check-config", "--config", str(tmp_path)]) == 2
+    assert f"config: {tmp_path} is a directory" in capsys.readouterr().err

@@ -15,14 +15,17 @@ MQTT password is read from a file or an environment variable named here, at conn
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import json
 import logging
 import os
+import pwd
 import re
 import socket
 import stat
 import sys
+import tempfile
 import textwrap
 import tomllib
 from collections.abc import Callable, Iterator
@@ -67,17 +70,105 @@ def without(chars: str, what: str) -> Check:
 
     def problem(value: str) -> str | None:
         bad = [c for c in chars if c in value]
-        return f"must not contain {what} {bad}, got {value!r}" if bad else None
+        return f"must not contain {what} {bad}, got {_shown(value)}" if bad else None
 
     return Check(f"no {shown}", problem)
 
 
 def existing_file() -> Check:
-    """Empty (not used) or the path of a file that exists."""
-    return Check(
-        "empty, or an existing file",
-        lambda v: None if not v or Path(v).is_file() else f"{v} does not exist",
+    """Empty (not used) or the path of a regular file that exists (a folder, a FIFO or a device
+    is refused before anything opens it: reading one would block, or never end)."""
+
+    def problem(value: str) -> str | None:
+        why = file_problem(Path(value)) if value else None
+        return f"{value} {why}" if why else None
+
+    return Check("empty, or an existing file (not a folder, a FIFO or a device)", problem)
+
+
+# MQTT strings (topics, client ids, user names) carry a 16-bit length: at most this many bytes.
+MQTT_STRING_BYTES = 65_535
+# Mosquitto refuses a topic with more `/` than this (its TOPIC_HIERARCHY_LIMIT).
+MQTT_TOPIC_SLASHES = 200
+HOST_NAME_CHARS = 253  # RFC 1123: a host name of at most 253 characters, labels of 1..63
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")  # `_` too: Docker service names
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message, cut when long."""
+    if len(value) <= 60:
+        return repr(value)
+    return f"{value[:40]!r}... ({len(value):,} characters)"
+
+
+def _refused_by_brokers(char: str) -> bool:
+    """Characters MQTT brokers refuse in a string (Mosquitto drops the connection): control
+    characters (NUL included), Unicode non-characters, surrogates (text that was not UTF-8)."""
+    code = ord(char)
+    return (
+        code <= 0x1F
+        or 0x7F <= code <= 0x9F
+        or 0xD800 <= code <= 0xDFFF
+        or 0xFDD0 <= code <= 0xFDEF
+        or code & 0xFFFE == 0xFFFE
     )
+
+
+def mqtt_string() -> Check:
+    """Text an MQTT broker accepts: valid UTF-8 without control characters or non-characters,
+    at most 65,535 bytes."""
+
+    def problem(value: str) -> str | None:
+        bad = next((i for i, c in enumerate(value) if _refused_by_brokers(c)), None)
+        if bad is not None:
+            char = value[bad]
+            what = "bytes that are not UTF-8" if 0xD800 <= ord(char) <= 0xDFFF else repr(char)
+            return (
+                "must be UTF-8 text without control characters (MQTT brokers refuse them), "
+                f"got {what} at position {bad} of {_shown(value)}"
+            )
+        size = len(value.encode("utf-8"))
+        if size > MQTT_STRING_BYTES:
+            return f"must be at most {MQTT_STRING_BYTES:,} bytes (MQTT's limit), got {size:,}"
+        return None
+
+    return Check(
+        f"UTF-8 text without control characters, at most {MQTT_STRING_BYTES:,} bytes", problem
+    )
+
+
+def host_name(also: str = "") -> Check:
+    """A host name (RFC 1123: labels of letters, digits and hyphens, 1..63 characters each, at
+    most 253 in all; `_` too; an internationalised name is checked in its ASCII form) or an IP
+    address. ``also``: one more word accepted as it is (``none``)."""
+
+    def problem(value: str) -> str | None:
+        if also and value.lower() == also:
+            return None
+        try:
+            ipaddress.ip_address(value)
+            return None
+        except ValueError:
+            pass
+        name = value[:-1] if value.endswith(".") else value  # a fully qualified name's root
+        try:
+            ascii_name = name if name.isascii() else name.encode("idna").decode("ascii")
+        except UnicodeError:
+            ascii_name = "\0"  # not a name IDNA can encode: refused below
+        if len(ascii_name) > HOST_NAME_CHARS:
+            return (
+                f"must be a host name of at most {HOST_NAME_CHARS} characters or an IP address, "
+                f"got {_shown(value)}"
+            )
+        if not all(HOST_LABEL.fullmatch(label) for label in ascii_name.split(".")):
+            return (
+                "must be a host name (letters, digits and hyphens, in dot-separated labels of "
+                f"1 to 63 characters) or an IP address, got {_shown(value)}"
+            )
+        return None
+
+    allowed = "a host name or an IP address" + (f", or {also}" if also else "")
+    return Check(allowed, problem)
 
 
 @dataclass(frozen=True)
@@ -276,26 +367,29 @@ class MqttConfig:
     host: str = setting(
         "localhost",
         "Broker host name or address; none = print the messages on stdout instead.",
-        check=not_blank(" (use 'none' for stdout)"),
+        check=(not_blank(" (use 'none' for stdout)"), host_name(also="none")),
     )
     port: int = setting(1883, "Broker port.", ge=1, le=65535)
     device_id: str = setting(
         "",
         "This device's topic level; empty = this machine's host name.",
-        check=without("+#/", "MQTT wildcards or separators"),
+        check=(mqtt_string(), without("+#/", "MQTT wildcards or separators")),
     )
     topic_prefix: str = setting(
         "blazepose",
         "First topic level(s), before the device id.",
         check=(
+            mqtt_string(),
             without("+#", "MQTT wildcards or separators"),
             Check("not empty nor only /", lambda v: None if v.strip("/") else "must not be empty"),
         ),
     )
     client_id: str = setting(
-        "", "MQTT client id, unique per broker; empty = blazepose-edge-<device_id>."
+        "",
+        "MQTT client id, unique per broker; empty = blazepose-edge-<device_id>.",
+        check=mqtt_string(),
     )
-    username: str = setting("", "User name for the broker; empty = none.")
+    username: str = setting("", "User name for the broker; empty = none.", check=mqtt_string())
     password_file: str = setting(
         "",
         "File whose first line is the broker password (chmod 600 it; needs username). Empty: "
@@ -369,7 +463,8 @@ class SpoolConfig:
     dir: str = setting(
         "",
         "Spool folder (a sub-folder per device id is made in it); empty = $STATE_DIRECTORY/spool "
-        "under systemd, else ~/.local/state/blazepose-edge/spool.",
+        "under systemd, else ~/.local/state/blazepose-edge/spool. When the spool is in use, "
+        "check-config and run check that it is a folder this user can write in (or create).",
     )
     max_mb: float = setting(
         256.0,
@@ -408,6 +503,7 @@ class HomeAssistantConfig:
         "Home Assistant's discovery prefix (its MQTT integration's setting; the default is "
         "homeassistant).",
         check=(
+            mqtt_string(),
             without("+#", "MQTT wildcards"),
             Check("not empty nor only /", lambda v: None if v.strip("/") else "must not be empty"),
         ),
@@ -523,8 +619,44 @@ class Rule:
     ok: Callable[[Config], bool]
 
 
+def topic_fits(*levels: str) -> bool:
+    """Whether the topic made of ``levels`` (joined by `/`) is one brokers accept: at most
+    65,535 bytes (UTF-8) and 200 `/`."""
+    topic = "/".join(levels)
+    return (
+        len(topic.encode("utf-8")) <= MQTT_STRING_BYTES and topic.count("/") <= MQTT_TOPIC_SLASHES
+    )
+
+
+def _discovery_topic_fits(c: Config) -> bool:
+    # the node id is the device id with some characters replaced, plus `_` and 6 hex digits at
+    # most (sinks/homeassistant.py): at most 7 bytes longer
+    node = c.device_id + "_" * 7
+    return topic_fits(c.homeassistant.prefix.strip("/"), "device", node, "config")
+
+
 # Checks across keys, run after every key's own check.
 RULES = (
+    Rule(
+        "mqtt.topic_prefix",
+        "and mqtt.device_id must make topics (topic_prefix/device_id/status) of at most "
+        f"{MQTT_STRING_BYTES:,} bytes in UTF-8 (MQTT's limit) with at most {MQTT_TOPIC_SLASHES} "
+        "`/` (Mosquitto's)",
+        lambda c: topic_fits(c.mqtt.topic_prefix.strip("/"), c.device_id, "status"),
+    ),
+    Rule(
+        "homeassistant.prefix",
+        "and mqtt.device_id must make the discovery topic (prefix/device/node_id/config) of at "
+        f"most {MQTT_STRING_BYTES:,} bytes in UTF-8 with at most {MQTT_TOPIC_SLASHES} `/`",
+        lambda c: not c.homeassistant.discovery or _discovery_topic_fits(c),
+    ),
+    Rule(
+        "mqtt.device_id",
+        "must be set where this machine's host name is no valid topic level",
+        lambda c: (
+            bool(c.mqtt.device_id) or KEYS["mqtt.device_id"].spec.problem(c.device_id) is None
+        ),
+    ),
     Rule(
         "mqtt.username",
         "must be set when mqtt.password_file is",
@@ -608,6 +740,117 @@ def _owner(cfg: Config, dotted: str) -> tuple[Any, str]:
     return obj, name
 
 
+# --- files: the config file, password files, the spool folder -----------------------------------
+
+CONFIG_MAX_BYTES = 2**20  # a configuration file is a few kB
+SECRET_MAX_BYTES = MQTT_STRING_BYTES + 2  # the first line of a password file, and its newline
+_KINDS = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is not a regular file (a named pipe)"),
+    (stat.S_ISCHR, "is not a regular file (a character device)"),
+    (stat.S_ISBLK, "is not a regular file (a block device)"),
+    (stat.S_ISSOCK, "is not a regular file (a socket)"),
+)
+
+
+def _kind_problem(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "is not a regular file")
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` is no regular file to read ("does not exist", "is a directory", "is not a
+    regular file (a named pipe)"), or None; from ``os.stat`` alone, without opening it."""
+    try:
+        return _kind_problem(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The first ``limit + 1`` bytes at most of the regular file ``path`` (a longer file shows
+    as more than ``limit``). A FIFO or a device swapped in after a ``file_problem`` check is
+    refused: checked with ``stat`` before opening (opening a device may do something), opened
+    without blocking and checked again with ``fstat``. Raises OSError, or ValueError saying what
+    the path is."""
+    problem = _kind_problem(os.stat(path).st_mode)
+    if problem:
+        raise ValueError(problem)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        problem = _kind_problem(os.fstat(fd).st_mode)
+        if problem:
+            raise ValueError(problem)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def spool_problem(cfg: Config) -> str | None:
+    """Why the spool folder cannot be used, as a ConfigError's message naming spool.dir, or None
+    (also None when the spool is not in use: spool off, or no broker)."""
+    if not cfg.spool_enabled or cfg.mqtt.host.lower() == "none":
+        return None
+    folder = cfg.spool_dir()
+    why = folder_problem(folder)
+    return spool_message(cfg, folder, why) if why else None
+
+
+def spool_message(cfg: Config, folder: Path, why: str) -> str:
+    """``config: spool.dir: ...``: the folder that cannot be used and ``why``."""
+    key = "spool.dir" if cfg.spool.dir else "spool.dir (empty: the default folder)"
+    return f"config: {key}: cannot keep the spool in {folder}: {why}"
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made or written in, or None. It, or the nearest part of its path
+    that exists, must be a folder this user can create a file (or a folder) in: tried for real,
+    with a test entry removed at once, as permissions alone do not tell (root on a read-only
+    file system, a kernel file system)."""
+    for path in (folder, *folder.parents):
+        try:
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            return f"cannot look at {path}: {exc.strerror or exc}{_as_user(exc)}"
+        if not stat.S_ISDIR(mode):
+            return f"{path} is {'a file, not a folder' if stat.S_ISREG(mode) else 'not a folder'}"
+        try:
+            if path == folder:
+                fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+                os.close(fd)
+                os.unlink(probe)
+            else:  # what the spool will do: make the missing folders
+                os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=path))
+        except OSError as exc:
+            what = "write in" if path == folder else "create a folder in"
+            return f"cannot {what} {path}: {exc.strerror or exc}{_as_user(exc)}"
+        return None
+    return None  # pragma: no cover - "/" exists
+
+
+def _as_user(exc: OSError) -> str:
+    """`` (as user NAME)`` after a permission error: check-config may run as another user than
+    the daemon."""
+    if exc.errno not in (errno.EACCES, errno.EPERM):
+        return ""
+    try:
+        return f" (as user {pwd.getpwuid(os.geteuid()).pw_name})"
+    except KeyError:
+        return f" (as uid {os.geteuid()})"
+
+
 # --- loading and validating ----------------------------------------------------------------------
 
 
@@ -661,6 +904,9 @@ def validate(cfg: Config) -> Config:
     for rule in RULES:
         if not rule.ok(cfg):
             raise ConfigError(f"config: {rule.key} {rule.text}")
+    problem = spool_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
     return cfg
 
 
@@ -670,18 +916,26 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
     cfg = Config()
     explicit = path is not None
     path = path or DEFAULT_CONFIG
-    if path.is_file():
+    problem = file_problem(path)
+    if problem is None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = read_regular(path, CONFIG_MAX_BYTES)
+            if len(raw) > CONFIG_MAX_BYTES:
+                raise ValueError(
+                    f"is larger than {CONFIG_MAX_BYTES // 2**20} MB: too large for a config"
+                )
+            data = tomllib.loads(raw.decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"config: {path} is not UTF-8 text (TOML must be): {exc}") from exc
+        except ValueError as exc:  # not a regular file after all
+            raise ConfigError(f"config: {path} {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from exc
         _check_section(cfg, data, "")
-    elif explicit:
-        raise ConfigError(f"config: {path} does not exist")
+    elif explicit or problem != "does not exist":
+        raise ConfigError(f"config: {path} {problem}")
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -719,10 +973,16 @@ def _read_secret(path: Path, key: str) -> str:
     """The first line's worth of ``path`` (a password file), or a ConfigError naming ``key``
     (never the content)."""
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{key}: cannot read {path}: {why}") from None
+        line = read_regular(path, SECRET_MAX_BYTES).split(b"\n", 1)[0].rstrip(b"\r")
+        if len(line) > MQTT_STRING_BYTES:
+            raise ValueError(f"has a first line longer than {MQTT_STRING_BYTES:,} bytes")
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: cannot read {path}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {path} {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def changed_keys(old: Config, new: Config) -> set[str]:
@@ -822,7 +1082,8 @@ def markdown() -> str:
         "command-line flags (`--mqtt-host`, `--mqtt-port`, `--threads`, ...) override the file. "
         "The file is checked once at start: an unknown key, a value of the wrong type or out of "
         "its allowed values is refused with a message naming the key "
-        "(`config: mqtt.port must be 1..65535, got 70000`). "
+        "(`config: mqtt.port must be 1..65535, got 70000`), and so is a spool folder that cannot "
+        "be written in (when the spool is in use). "
         "`blazepose-edge check-config` checks a file; `--print` prints the effective "
         "configuration as TOML, with the descriptions below as comments. "
         "Keys marked *yes* under SIGHUP are applied while the daemon runs when it receives "

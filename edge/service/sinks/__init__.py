@@ -5,7 +5,7 @@ MJPEG, Prometheus metrics) is one more with ``http.enabled``."""
 
 from __future__ import annotations
 
-from ..config import Config
+from ..config import Config, ConfigError, spool_message
 from .base import FrameResult, Sink
 from .delivery import Delivery
 from .mqtt import MqttPublisher, PublishError
@@ -26,12 +26,16 @@ def pose_sink(cfg: Config) -> Sink:
     if cfg.spool_enabled:
         from .spool import Spool
 
-        spool = Spool(
-            cfg.spool_dir(),
-            max_bytes=int(cfg.spool.max_mb * 2**20),
-            max_age_s=cfg.spool.max_age_s,
-            fsync_interval_s=cfg.spool.fsync_interval,
-        )
+        try:
+            spool = Spool(
+                cfg.spool_dir(),
+                max_bytes=int(cfg.spool.max_mb * 2**20),
+                max_age_s=cfg.spool.max_age_s,
+                fsync_interval_s=cfg.spool.fsync_interval,
+            )
+        except OSError as exc:  # checked at load (config.spool_problem); changed since
+            why = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            raise ConfigError(spool_message(cfg, cfg.spool_dir(), why)) from None
     return MqttPublisher(cfg.mqtt, cfg.device_id, spool)
 
 
