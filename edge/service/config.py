@@ -922,7 +922,7 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
             raw = read_regular(path, CONFIG_MAX_BYTES)
             if len(raw) > CONFIG_MAX_BYTES:
                 raise ValueError(
-                    f"is larger than {CONFIG_MAX_BYTES // 2**20} MB: too large for a config"
+                    f"is larger than {CONFIG_MAX_BYTES // 2**20} MB: not a configuration file"
                 )
             data = tomllib.loads(raw.decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -954,6 +954,8 @@ def read_password(m: MqttConfig | HttpConfig, name: str = "mqtt") -> str | None:
             mode = path.stat().st_mode
         except OSError as exc:
             raise ConfigError(f"{name}.password_file: cannot read {path}: {exc.strerror}") from exc
+        if _kind_problem(mode):  # a folder, a FIFO, a device: never opened
+            raise ConfigError(f"{name}.password_file: {path} {_kind_problem(mode)}")
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning(
                 "%s.password_file %s can be read by other users (mode %03o): chmod 600 it",
