@@ -442,3 +442,35 @@ def test_a_detector_that_passes_is_written_with_its_record(
     assert gate["detections"] == 2 and gate["people_mismatch"] == []
     assert gate["mean_vs_float"] == 0.0 and gate["mean_vs_mediapipe"] < 0.01
     assert record["calibration"]["side"]["frames"] == 1
+
+
+def test_lite_is_judged_against_float_lite_and_mediapipe_lite(
+    quantize, media, need_model, tmp_path, monkeypatch, capsys
+):
+    """--model lite: the crops come from the lite pipeline, the gate compares with float lite and
+    MediaPipe's lite reference (float lite vs full's reference would be percents off). Lite int8
+    is not a derived model the pipeline loads until one passes: the build says so."""
+    import json
+
+    import cv2
+
+    need_model("lite")
+    frames = [(f"images/{n}", cv2.imread(str(media / "images" / n)))
+              for n in ("yoga.jpg", "standing_businessman_pixabay.jpeg")]  # fmt: skip
+    seen = {}
+
+    def fake_collect(media, per_video, log=print, model="full"):
+        seen["model"] = model
+        return np.zeros((2, 256, 256, 3), np.uint8), frames[1:], frames[:1]
+
+    monkeypatch.setattr(quantize, "collect_by_source", fake_collect)
+    monkeypatch.setattr(quantize, "quantize", lambda float_model, *a, **k: float_model)
+    out = tmp_path / "pose_landmark_lite_int8.tflite"
+    assert quantize.main(["--model", "lite", "--out", str(out), "--recipe", "a8w8-mid-dec"]) == 0
+    assert seen["model"] == "lite"
+    assert "pose_landmark_lite_int8 is not a derived model" in capsys.readouterr().out
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["gate"]["mean_vs_float"] == 0.0 and record["gate"]["mean_vs_mediapipe"] < 0.01
+    from edge.pose.models import locate, sha256_of
+
+    assert record["source_sha256"] == sha256_of(locate("pose_landmark_lite"))

@@ -1,8 +1,8 @@
 """Model variants, and the ``auto`` choice between them.
 
 A variant is a (detector, estimator) pair of model names for one landmark model (lite, full or
-heavy). The detector is the float MediaPipe model in every variant; ``float`` uses the landmark
-model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
+heavy); the table names the float detector, which ``choose_detector`` (below) may swap for the
+int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
 machine (for full only: ``models.DERIVED``), which is used only when its record verifies and its
 accuracy gate passed (``models.verify_derived``).
 
