@@ -1140,17 +1140,30 @@ def _detections_marginal(detector, frame: np.ndarray, draws: int = 8) -> bool:
     return False
 
 
+def _detect_noisy(detector, frame: np.ndarray, amplitude: int, rng) -> list:
+    """The detections of ``detector`` with every input value moved by up to ``amplitude`` grey
+    levels (uniform integers)."""
+    padding = detector.preprocess(frame)
+    base = np.rint((detector.model.input_view() + 1.0) * 127.5)
+    noisy = np.clip(base + rng.integers(-amplitude, amplitude + 1, size=base.shape), 0, 255)
+    detector.model.input_view()[:] = noisy.astype(np.float32) * np.float32(2 / 255) - 1
+    return detector.postprocess(*detector.infer(), padding, (frame.shape[1], frame.shape[0]))
+
+
 def evaluate_detector(
-    candidate: Path,
+    candidate: Path | None,
     frames: list[tuple[str, np.ndarray]],
     reference: dict | None = None,
     estimator: str = "pose_landmark_full",
+    noise: int = 0,
 ) -> dict:
     """Float vs ``candidate`` detector on ``frames`` ((name, BGR image)), both at the pipeline's
     score threshold: the people each finds (matched by ``match_detections``), the IoU of matched
     boxes, their keypoints' distance (share of float's body scale, keypoints 0-1), and the
     static-mode landmarks of the float ``estimator`` on each matched pair's ROIs (share of the
-    torso, vs each other and vs MediaPipe's reference for the top detection where it has one)."""
+    torso, vs each other and vs MediaPipe's reference for the top detection where it has one).
+    With ``candidate`` None, the float detector on its input moved by up to ``noise`` grey
+    levels stands in for it: float's own noise floor under the same measure."""
     from edge.pose.detector import Detector
     from edge.pose.landmarks import LandmarkModel
     from edge.pose.models import locate
@@ -1158,11 +1171,13 @@ def evaluate_detector(
 
     ref = reference or {}
     float_det = Detector(locate("pose_detection"), 2)
-    cand_det = Detector(candidate, 2)
+    cand_det = Detector(candidate, 2) if candidate is not None else None
     model = LandmarkModel(locate(estimator), 2)
+    rng = np.random.default_rng(0)
     rows = []
     for name, frame in frames:
-        a, b = float_det.detect(frame), cand_det.detect(frame)
+        a = float_det.detect(frame)
+        b = cand_det.detect(frame) if cand_det else _detect_noisy(float_det, frame, noise, rng)
         matched, lost, new = match_detections([d.box for d in a], [d.box for d in b])
         row = {"file": name, "float": len(a), "int8": len(b), "lost": len(lost), "new": len(new),
                "iou": [m[2] for m in matched], "keypoints": [], "landmarks": []}  # fmt: skip
@@ -1397,6 +1412,8 @@ def _main_detector(args, target: Target, float_path: Path, media: Path) -> int:
     result = evaluate_detector(candidate, held, reference)
     s = result["summary"]
     _print_detector("held-out sources", s)
+    floor = evaluate_detector(None, held, reference, noise=1)["summary"]
+    _print_detector("for scale, float itself with its input moved by +-1 grey level", floor)
     if not s["compared"]:
         raise BuildError("no held-out frame has a person both detectors find: nothing to judge by")
     timing = {}
@@ -1408,7 +1425,7 @@ def _main_detector(args, target: Target, float_path: Path, media: Path) -> int:
                   f"min {v['min_ms']:.2f} ms")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(
-            {"summary": s, "side": side_s, "rows": result["rows"],
+            {"summary": s, "side": side_s, "float_noise_floor": floor, "rows": result["rows"],
              "timing": {f"{k} x{n}": v for (k, n), v in timing.items()},
              "size": candidate.stat().st_size}, indent=1))  # fmt: skip
     ok = detector_gate_passes(s, args.tolerance, args.worst_tolerance)

@@ -474,3 +474,16 @@ def test_lite_is_judged_against_float_lite_and_mediapipe_lite(
     from edge.pose.models import locate, sha256_of
 
     assert record["source_sha256"] == sha256_of(locate("pose_landmark_lite"))
+
+
+def test_float_detectors_own_noise_floor(quantize, media, models_ready):
+    """Without a candidate, the float detector on its input moved by +-1 grey level stands in:
+    the same person, a box that moves a little (a scale for the gate's IoU)."""
+    import cv2
+
+    frames = [("images/yoga.jpg", cv2.imread(str(media / "images" / "yoga.jpg")))]
+    still = quantize.evaluate_detector(None, frames, noise=0)["summary"]  # input rounded only
+    assert still["min_iou"][0] > 0.999 and still["mean_vs_float"] < 0.001
+    moved = quantize.evaluate_detector(None, frames, noise=1)["summary"]
+    assert moved["matched"] == 1 and not moved["people_mismatch"]
+    assert 0.5 < moved["min_iou"][0] < 1.0
