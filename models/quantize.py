@@ -1,6 +1,7 @@
-"""Int8 variant of the BlazePose landmark model, built reproducibly, with an accuracy gate.
+"""Int8 variants of the BlazePose models, built reproducibly, each with an accuracy gate.
 
-    .venv/bin/python models/quantize.py --out models/int8/pose_landmark_full_int8.tflite \
+    .venv/bin/python models/quantize.py [--model full|lite|detector] \
+        --out models/int8/pose_landmark_full_int8.tflite \
         [--recipe a8w8-stem-reg] [--update percentile:99.9] [--augment flip,light] \
         [--per-video 80] [--crops-cache crops.npy] [--tolerance 0.03] [--bench 200] \
         [--quantizer-python /path/to/venv/bin/python]
@@ -35,6 +36,18 @@ Steps (see docs/models.md and docs/history.md for what was tried and measured):
    photos) are printed and recorded. No recipe tried so far passes this gate: see
    docs/history.md.
 
+``--model`` picks what is quantized: ``full`` (the default), ``lite`` (the same steps on the lite
+estimator, gated against float lite and MediaPipe's lite reference; its op ranges are lite's) or
+``detector``: ``pose_detection_int8`` from the pinned float detector (its sparse fp16 weights
+densified and folded to fp32), calibrated on the detector's own 224x224 letterboxed inputs of
+the licence-clean sources' frames (people or not), float32 outputs (anchors and boxes are
+decoded in float) and, by recipe, the stem, the heads and the upsampling path kept float. Its gate
+on the held-out sources (``detector_gate_passes``): on every frame the same people as the float
+detector at the pipeline's score threshold (a frame where float's own detections change under
++-1 grey level is reported, not failed), every matched box at IoU >= 0.9, and the float
+estimator's static-mode landmarks from the int8 detector's ROIs within ``--tolerance`` /
+``--worst-tolerance`` of those from float's ROIs, with the same pose decisions.
+
 ``--footage PATH...`` replaces the test media in steps 2 and 4 with your own videos and photos
 (a board has no test media): the end of each video and every 5th photo are held out for the gate,
 which then compares with float only (MediaPipe's reference exists for the test photos alone).
@@ -57,6 +70,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,9 +79,35 @@ INT8_NAME = "pose_landmark_full_int8"
 QAT_EPOCHS = 0  # distillation (qat.py) is opt-in: it did not beat the recipe alone
 REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
 SIGNATURE = "serving_default"
-# output tensors of pose_landmark_full.tflite kept after pruning (Identity_2 is the mask)
+# output tensors of the landmark models kept after pruning (Identity_2 is the mask)
 KEEP_OUTPUTS = {"Identity": "landmarks", "Identity_1": "flag", "Identity_3": "heatmap",
                 "Identity_4": "world"}  # fmt: skip
+DETECTOR_OUTPUTS = {"Identity": "boxes", "Identity_1": "scores"}
+
+
+class Target(NamedTuple):
+    """A model ``--model`` can quantize: the manifest model it is derived from, the derived
+    model's name, what its input is (``landmark``: a 256x256 crop in [0, 1]; ``detector``: the
+    224x224 letterboxed frame in [-1, 1]), the outputs kept and MediaPipe's static-mode reference
+    (for the detector: the landmarks of the default estimator, full, run on its ROIs)."""
+
+    model: str
+    float_name: str
+    int8_name: str
+    kind: str
+    keep_outputs: dict
+    reference: Path
+
+
+TARGETS = {
+    "full": Target("full", "pose_landmark_full", INT8_NAME, "landmark", KEEP_OUTPUTS, REFERENCE),
+    "lite": Target("lite", "pose_landmark_lite", "pose_landmark_lite_int8", "landmark",
+                   KEEP_OUTPUTS, ROOT / "tests" / "data" / "mediapipe_reference_lite.json"),
+    "detector": Target("detector", "pose_detection", "pose_detection_int8", "detector",
+                       DETECTOR_OUTPUTS, REFERENCE),
+}  # fmt: skip
+# the model input from a stored uint8 value k: k * scale + offset (what the pipeline writes)
+INPUT_RANGES = {"landmark": (1.0 / 255.0, 0.0), "detector": (2.0 / 255.0, -1.0)}
 CALIB_VIDEOS = (
     "street.avi", "walking_one_by_one_intel.mp4", "synthetic_arms_up_tfjs.mp4",
     "two_people_hug_1080p_mmaction2.mp4", "two_people_handshake_mmhuman3d.mp4",
@@ -386,7 +426,7 @@ def _rel(media: Path, path: Path) -> str:
     return str(path.relative_to(media))
 
 
-def collect_by_source(media: Path, per_video: int, log=print) -> tuple[
+def collect_by_source(media: Path, per_video: int, log=print, model: str = "full") -> tuple[
         np.ndarray, list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
     """Calibration crops from the licence-clean sources and two sets of gate frames: the
     calibration side (the last 20 % of each calibration video, never calibrated on, and the
@@ -397,9 +437,9 @@ def collect_by_source(media: Path, per_video: int, log=print) -> tuple[
     from edge import PoseEstimator
 
     split = media_split(media)
-    est = PoseEstimator("float", tracking=True, num_threads=2)
+    est = PoseEstimator("float", tracking=True, num_threads=2, model=model)
     grab = _CropGrabber(est.estimator)
-    static = PoseEstimator("float", tracking=False, num_threads=2)
+    static = PoseEstimator("float", tracking=False, num_threads=2, model=model)
     grab_static = _CropGrabber(static.estimator)
     side: list[tuple[str, np.ndarray]] = []
     for source, files in split["calibration"].items():
@@ -458,6 +498,59 @@ def held_out_frames(
     return held
 
 
+def detector_input(detector, frame: np.ndarray) -> np.ndarray:
+    """The detector's 224x224 letterboxed input for ``frame`` as ``Detector.preprocess`` writes
+    it, stored as uint8 (k, the input being k * 2/255 - 1 up to the interpolation's rounding)."""
+    detector.preprocess(frame)
+    return np.rint((detector.model.input_view() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def collect_detector_inputs(media: Path, per_video: int, log=print) -> tuple[
+        np.ndarray, list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
+    """The detector's inputs on the licence-clean sources (up to ``per_video`` evenly spread
+    frames of the first 80 % of each video, people or not: the detector scans empty rooms too;
+    every calibration photo) and, as ``collect_by_source``, the calibration-side frames (the last
+    20 % of each video, the calibration photos) and the held-out sources' frames."""
+    import cv2
+
+    from edge.pose.detector import Detector
+    from edge.pose.models import locate
+
+    split = media_split(media)
+    detector = Detector(locate("pose_detection"), 2)
+    inputs: list[np.ndarray] = []
+    side: list[tuple[str, np.ndarray]] = []
+    for source, files in split["calibration"].items():
+        for path in files:
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                total = _frame_count(path)
+                tail = total - max(1, round(total * HELD_OUT_TAIL))
+                stride = max(1, tail // per_video)
+                held_stride = max(1, (total - tail) // HELD_OUT_PER_VIDEO)
+                hold = range(tail, sys.maxsize, held_stride)[:HELD_OUT_PER_VIDEO]
+                cap, index, before = cv2.VideoCapture(str(path)), 0, len(inputs)
+                while True:
+                    ok, frame = cap.read()
+                    if not ok:
+                        break
+                    if index < tail and index % stride == 0:
+                        inputs.append(detector_input(detector, frame))
+                    elif index in hold:
+                        side.append((f"{_rel(media, path)}#{index}", frame))
+                    index += 1
+                cap.release()
+                log(f"  {source}: {path.name}: {len(inputs) - before} inputs from {index} frames")
+            else:
+                frame = cv2.imread(str(path))
+                if frame is not None:
+                    inputs.append(detector_input(detector, frame))
+                    side.append((_rel(media, path), frame))
+    held = held_out_frames(media, split, log)
+    inputs = np.stack(inputs)
+    np.random.default_rng(0).shuffle(inputs)
+    return inputs, side, held
+
+
 AUGMENTATIONS = ("flip", "light", "scale", "lowres")
 
 
@@ -469,6 +562,7 @@ def augment(crops: np.ndarray, kinds: list[str], seed: int = 0) -> np.ndarray:
     import cv2
 
     rng = np.random.default_rng(seed)
+    size = crops.shape[1]  # 256 (estimator crops) or 224 (detector inputs)
     out = [crops]
     for kind in kinds:
         if kind == "flip":
@@ -483,8 +577,9 @@ def augment(crops: np.ndarray, kinds: list[str], seed: int = 0) -> np.ndarray:
             scaled = np.empty_like(crops)
             for i, crop in enumerate(crops):
                 s = rng.uniform(0.7, 1.3)
-                m = np.array([[s, 0, 128 * (1 - s)], [0, s, 128 * (1 - s)]], dtype=np.float64)
-                scaled[i] = cv2.warpAffine(crop, m, (256, 256), flags=cv2.INTER_LINEAR,
+                c = size / 2 * (1 - s)
+                m = np.array([[s, 0, c], [0, s, c]], dtype=np.float64)
+                scaled[i] = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR,
                                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
             out.append(scaled)
         elif kind == "lowres":
@@ -492,7 +587,7 @@ def augment(crops: np.ndarray, kinds: list[str], seed: int = 0) -> np.ndarray:
             for i, crop in enumerate(crops):
                 side = int(rng.integers(48, 104))
                 small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
-                low[i] = cv2.resize(small, (256, 256), interpolation=cv2.INTER_LINEAR)
+                low[i] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
             out.append(low)
         else:
             raise BuildError(f"--augment {kind}: one of {', '.join(AUGMENTATIONS)}")
@@ -532,7 +627,7 @@ def footage_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def collect_footage(
-    paths: list[Path], per_video: int, seed: int = 0, log=print
+    paths: list[Path], per_video: int, seed: int = 0, log=print, model: str = "full"
 ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
     """Calibration crops and held-out gate frames from your own footage (your camera, your scene)
     instead of the test media. Each video runs through the float pipeline in video mode, as
@@ -545,7 +640,7 @@ def collect_footage(
     from edge import PoseEstimator
 
     videos, images = footage_files(paths)
-    est = PoseEstimator("float", tracking=True, num_threads=2)
+    est = PoseEstimator("float", tracking=True, num_threads=2, model=model)
     grab = _CropGrabber(est.estimator)
     held: list[tuple[str, np.ndarray]] = []
     for path in videos:
@@ -564,7 +659,7 @@ def collect_footage(
         held += [(f"{path.name}#{index}", frame) for index, frame in tail_frames]
         log(f"  {path.name}: {len(grab.crops) - before} crops from {frames} frames, "
             f"{len(tail_frames)} held out")  # fmt: skip
-    static = PoseEstimator("float", tracking=False, num_threads=2)
+    static = PoseEstimator("float", tracking=False, num_threads=2, model=model)
     grab_static = _CropGrabber(static.estimator)
     for i, path in enumerate(images):
         frame = cv2.imread(str(path))
@@ -609,6 +704,8 @@ RECIPES = {
     # + the 64x64 and 32x32 stages too: int8 only in the 16x16 and 8x8 stages and the heatmap
     # decoder (held-out mean within 3 %, the worst frame not: docs/history.md, 2026-11-29)
     "a8w8-mid": HEADS,
+    # + the heatmap decoder's upsampling and adds
+    "a8w8-mid-dec": HEADS,
 }
 # Op index ranges of the prepared graph (``prepare_float`` of the pinned model) kept in float by a
 # recipe: the stem (pad, first conv, depthwise, two pointwise at 128x128: the most sensitive part)
@@ -617,17 +714,47 @@ RECIPES = {
 FLOAT_OP_RANGES = {
     "a8w8-stem-reg": [(1, 5, "CONV_2D"), (76, 113, "DEPTHWISE_CONV_2D")],
     "a8w8-mid": [(1, 5, "CONV_2D"), (5, 25, "PAD"), (76, 113, "DEPTHWISE_CONV_2D")],
+    # + the heatmap decoder's upsampling and adds (the best held-out mean, docs/history.md)
+    "a8w8-mid-dec": [(1, 5, "CONV_2D"), (5, 25, "PAD"), (69, 75, "RESIZE_BILINEAR"),
+                     (76, 113, "DEPTHWISE_CONV_2D")],
+}  # fmt: skip
+# Lite has full's layout up to the heatmap conv (op 75); its regression branch is shorter
+# (ops 76-100: 8x8 -> 2x2, ending at the ADD that feeds the three heads).
+LITE_FLOAT_OP_RANGES = {
+    "a8w8-stem-reg": [(1, 5, "CONV_2D"), (76, 101, "DEPTHWISE_CONV_2D")],
+    "a8w8-mid": [(1, 5, "CONV_2D"), (5, 25, "PAD"), (76, 101, "DEPTHWISE_CONV_2D")],
+    "a8w8-mid-dec": [(1, 5, "CONV_2D"), (5, 25, "PAD"), (69, 75, "RESIZE_BILINEAR"),
+                     (76, 101, "DEPTHWISE_CONV_2D")],
+}  # fmt: skip
+# The detector (prepared: 109 ops): a 112x112 stem (ops 1-4), the backbone down to 7x7 (5-64), an
+# upsampling path back to 28x28 (65-85) and the heads (86-108: per scale a depthwise + 1x1
+# classifier / regressor conv, reshapes, the two concatenations). Its outputs stay float32: the
+# anchors and boxes are decoded in float.
+DETECTOR_RECIPES = {"a8w8": [], "a8w8-heads": [], "a8w8-stem-heads": [], "a8w8-backbone": []}
+DETECTOR_FLOAT_OP_RANGES = {
+    "a8w8-heads": [(86, 109, "PAD")],
+    "a8w8-stem-heads": [(1, 5, "CONV_2D"), (86, 109, "PAD")],
+    # int8 only in the backbone after the stem: the upsampling path and the heads float
+    "a8w8-backbone": [(1, 5, "CONV_2D"), (65, 109, "DEPTH_TO_SPACE")],
 }
+OP_RANGES = {"full": FLOAT_OP_RANGES, "lite": LITE_FLOAT_OP_RANGES,
+             "detector": DETECTOR_FLOAT_OP_RANGES}  # fmt: skip
 DEFAULT_RECIPE = "a8w8-stem-reg"
+DEFAULT_DETECTOR_RECIPE = "a8w8-stem-heads"
 
 
-def _op_range_regexes(name: str, float_model: bytes) -> list[str]:
+def recipes_for(model: str) -> dict[str, list[str]]:
+    """The recipes of ``--model`` (a landmark model or the detector), name -> float regexes."""
+    return DETECTOR_RECIPES if TARGETS[model].kind == "detector" else RECIPES
+
+
+def _op_range_regexes(name: str, float_model: bytes, model: str = "full") -> list[str]:
     """Exact scope regexes (the quantizer matches ``output tensor name;``) for the op ranges."""
     import re
 
     table = op_table(float_model)
     out = []
-    for lo, hi, first_kind in FLOAT_OP_RANGES.get(name, []):
+    for lo, hi, first_kind in OP_RANGES[model].get(name, []):
         if hi > len(table) or table[lo][1] != first_kind:
             found = table[lo][1] if lo < len(table) else "missing"
             raise BuildError(f"recipe {name}: op {lo} is {found}, expected {first_kind}, in a graph "
@@ -636,16 +763,16 @@ def _op_range_regexes(name: str, float_model: bytes) -> list[str]:
     return out
 
 
-def build_recipe(name: str, extra_float: list[str] = (), float_model: bytes | None = None
-                 ) -> list[dict]:  # fmt: skip
+def build_recipe(name: str, extra_float: list[str] = (), float_model: bytes | None = None,
+                 model: str = "full") -> list[dict]:  # fmt: skip
     if name == "dynamic":
         return [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
                  "op_config": DYNAMIC8}]  # fmt: skip
     base = name.split("+")[0]
     recipe = [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
                "op_config": STATIC8}]  # fmt: skip
-    ranges = _op_range_regexes(base, float_model) if base in FLOAT_OP_RANGES else []
-    for regex in list(RECIPES[base]) + ranges + list(extra_float):
+    ranges = _op_range_regexes(base, float_model, model) if base in OP_RANGES[model] else []
+    for regex in list(recipes_for(model)[base]) + ranges + list(extra_float):
         recipe.append({"regex": regex, "operation": "*", "algorithm_key": "no_quantize"})
     # float32 model input and outputs (QUANTIZE / DEQUANTIZE inside the graph): the pipeline
     # writes float crops and decodes float outputs
@@ -695,7 +822,7 @@ def _quiet_progress_bars() -> None:
 
 
 def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
-                  log=print) -> bytes:  # fmt: skip
+                  log=print, kind: str = "landmark") -> bytes:  # fmt: skip
     from ai_edge_quantizer import calibrator, quantizer
 
     _quiet_progress_bars()
@@ -703,8 +830,8 @@ def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], upd
     qt = quantizer.Quantizer(bytearray(float_model), recipe)
     if not qt.need_calibration:
         return bytes(qt.quantize(enable_progress_report=False).quantized_model)
-    scale = np.float32(1.0 / 255.0)
-    data = {SIGNATURE: [{"input_1": (c[None].astype(np.float32) * scale)} for c in crops]}
+    scale, offset = (np.float32(v) for v in INPUT_RANGES[kind])
+    data = {SIGNATURE: [{"input_1": c[None].astype(np.float32) * scale + offset} for c in crops]}
     kwargs = {}
     if update == "minmax":  # global min/max over the whole set instead of a moving average
 
@@ -729,9 +856,9 @@ def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], upd
 
 
 def run_stage(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
-              qat_epochs: int, log=print) -> bytes:  # fmt: skip
+              qat_epochs: int, log=print, kind: str = "landmark") -> bytes:  # fmt: skip
     """Quantize, then (``qat_epochs`` > 0) distill the int8 weights against the float model."""
-    model = inline_buffers(run_quantizer(float_model, crops, recipe, update, log))
+    model = inline_buffers(run_quantizer(float_model, crops, recipe, update, log, kind))
     if qat_epochs > 0:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import qat
@@ -747,18 +874,19 @@ def _quantize_stage(args) -> None:
     recipe = json.loads(Path(args.recipe_json).read_text())
     log = lambda m: print(m, flush=True)  # noqa: E731
     out = run_stage(Path(args.float_in).read_bytes(), crops, recipe, args.update,
-                    int(args.qat_epochs), log)  # fmt: skip
+                    int(args.qat_epochs), log, args.input_kind or "landmark")  # fmt: skip
     Path(args.stage_out).write_bytes(out)
 
 
 def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
-             quantizer_python: str | None, qat_epochs: int = 0, log=print) -> bytes:  # fmt: skip
+             quantizer_python: str | None, qat_epochs: int = 0, log=print,
+             kind: str = "landmark") -> bytes:  # fmt: skip
     try:
         import ai_edge_quantizer  # noqa: F401
 
         if qat_epochs:
             import torch  # noqa: F401
-        return run_stage(float_model, crops, recipe, update, qat_epochs, log)
+        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind)
     except ImportError:
         if not quantizer_python:
             raise BuildError(
@@ -773,7 +901,8 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
         cmd = [quantizer_python, str(Path(__file__).resolve()), "--stage", "quantize",
                "--float-in", str(tmp / "float.tflite"), "--crops", str(tmp / "crops.npy"),
                "--recipe-json", str(tmp / "recipe.json"), "--update", update,
-               "--qat-epochs", str(qat_epochs), "--stage-out", str(tmp / "out.tflite")]  # fmt: skip
+               "--qat-epochs", str(qat_epochs), "--stage-out", str(tmp / "out.tflite"),
+               "--input-kind", kind]  # fmt: skip
         done = subprocess.run(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
         if done.returncode != 0:
             raise BuildError(f"the quantization step under {quantizer_python} failed "
@@ -892,11 +1021,15 @@ def evaluate(candidate: Path, media: Path, reference: Path = REFERENCE) -> dict:
 
 
 def evaluate_frames(
-    candidate: Path, frames: list[tuple[str, np.ndarray]], reference: dict | None = None
+    candidate: Path,
+    frames: list[tuple[str, np.ndarray]],
+    reference: dict | None = None,
+    float_name: str = "pose_landmark_full",
 ) -> dict:
-    """Float vs ``candidate`` estimator on held-out ``frames`` ((name, BGR image) pairs), on the
-    same crop (the float detector's ROI), decoded by ``edge.pose.landmarks`` with heatmap refinement;
-    also against MediaPipe's landmarks where ``reference`` (name -> pose or None) has them."""
+    """Float (``float_name``) vs ``candidate`` estimator on held-out ``frames`` ((name, BGR image)
+    pairs), on the same crop (the float detector's ROI), decoded by ``edge.pose.landmarks`` with
+    heatmap refinement; also against MediaPipe's landmarks where ``reference`` (name -> pose or
+    None) has them."""
     from edge.pose.detector import Detector
     from edge.pose.landmarks import LandmarkModel
     from edge.pose.models import locate
@@ -904,7 +1037,7 @@ def evaluate_frames(
 
     ref = reference or {}
     detector = Detector(locate("pose_detection"), 2)
-    ref_model = LandmarkModel(locate("pose_landmark_full"), 2)
+    ref_model = LandmarkModel(locate(float_name), 2)
     cand_model = LandmarkModel(candidate, 2)
     rows = []
     for name, frame in frames:
@@ -965,27 +1098,203 @@ def evaluate_frames(
     return {"summary": summary, "rows": rows}
 
 
-def bench(models: dict[str, Path], threads=(1, 2), runs: int = 200, rounds: int = 5) -> dict:
-    """Estimator invoke time (ms), interleaved: for each round, each model runs ``runs`` times on
-    a real crop; best round's median and the overall minimum per model and thread count."""
+# The int8 detector's gate: on every held-out frame the same people as float (detections matched
+# one to one by box IoU above NMS's 0.3; one left unmatched on either side is a person found
+# differently), each matched box with IoU >= DETECTOR_MIN_IOU, and the float estimator's
+# static-mode landmarks from the int8 detector's ROIs within the estimator's budget of those from
+# float's ROIs (``--tolerance``, ``--worst-tolerance``) with the same pose decisions.
+DETECTOR_MIN_IOU = 0.9
+MATCH_IOU = 0.3
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes (float64)."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    inter = ix * iy if ix > 0 and iy > 0 else 0.0
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def match_detections(
+    boxes_a: list[np.ndarray], boxes_b: list[np.ndarray], min_iou: float = MATCH_IOU
+) -> tuple[list[tuple[int, int, float]], list[int], list[int]]:
+    """One-to-one matching of two detection sets by box IoU, the most overlapping pair first:
+    (matched (i, j, iou), unmatched indices of ``boxes_a``, unmatched of ``boxes_b``). Pairs
+    overlapping by ``min_iou`` or less are not the same person."""
+    pairs = sorted(((box_iou(a, b), i, j) for i, a in enumerate(boxes_a)
+                    for j, b in enumerate(boxes_b)), reverse=True)  # fmt: skip
+    used_a, used_b, matched = set(), set(), []
+    for value, i, j in pairs:
+        if value <= min_iou:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            matched.append((i, j, value))
+    matched.sort()
+    return (matched, [i for i in range(len(boxes_a)) if i not in used_a],
+            [j for j in range(len(boxes_b)) if j not in used_b])  # fmt: skip
+
+
+def _detections_marginal(detector, frame: np.ndarray, draws: int = 8) -> bool:
+    """Whether the float detector's own set of people on ``frame`` changes when every input value
+    moves by -1, 0 or +1 grey level (a few random draws): a detection sitting on the score
+    threshold, which a variant may find or not (reported, not failed)."""
+    padding = detector.preprocess(frame)
+    size = (frame.shape[1], frame.shape[0])
+    clean = detector.postprocess(*detector.infer(), padding, size)
+    base = np.rint((detector.model.input_view() + 1.0) * 127.5)
+    rng = np.random.default_rng(0)
+    for _ in range(draws):
+        noisy = np.clip(base + rng.integers(-1, 2, size=base.shape), 0, 255)
+        detector.model.input_view()[:] = noisy.astype(np.float32) * np.float32(2 / 255) - 1
+        found = detector.postprocess(*detector.infer(), padding, size)
+        _, lost, new = match_detections([d.box for d in clean], [d.box for d in found])
+        if lost or new:
+            return True
+    return False
+
+
+def _detect_noisy(detector, frame: np.ndarray, amplitude: int, rng) -> list:
+    """The detections of ``detector`` with every input value moved by up to ``amplitude`` grey
+    levels (uniform integers)."""
+    padding = detector.preprocess(frame)
+    base = np.rint((detector.model.input_view() + 1.0) * 127.5)
+    noisy = np.clip(base + rng.integers(-amplitude, amplitude + 1, size=base.shape), 0, 255)
+    detector.model.input_view()[:] = noisy.astype(np.float32) * np.float32(2 / 255) - 1
+    return detector.postprocess(*detector.infer(), padding, (frame.shape[1], frame.shape[0]))
+
+
+def evaluate_detector(
+    candidate: Path | None,
+    frames: list[tuple[str, np.ndarray]],
+    reference: dict | None = None,
+    estimator: str = "pose_landmark_full",
+    noise: int = 0,
+) -> dict:
+    """Float vs ``candidate`` detector on ``frames`` ((name, BGR image)), both at the pipeline's
+    score threshold: the people each finds (matched by ``match_detections``), the IoU of matched
+    boxes, their keypoints' distance (share of float's body scale, keypoints 0-1), and the
+    static-mode landmarks of the float ``estimator`` on each matched pair's ROIs (share of the
+    torso, vs each other and vs MediaPipe's reference for the top detection where it has one).
+    With ``candidate`` None, the float detector on its input moved by up to ``noise`` grey
+    levels stands in for it: float's own noise floor under the same measure."""
+    from edge.pose.detector import Detector
+    from edge.pose.landmarks import LandmarkModel
+    from edge.pose.models import locate
+    from edge.pose.tracking import roi_from_detection
+
+    ref = reference or {}
+    float_det = Detector(locate("pose_detection"), 2)
+    cand_det = Detector(candidate, 2) if candidate is not None else None
+    model = LandmarkModel(locate(estimator), 2)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, frame in frames:
+        a = float_det.detect(frame)
+        b = cand_det.detect(frame) if cand_det else _detect_noisy(float_det, frame, noise, rng)
+        matched, lost, new = match_detections([d.box for d in a], [d.box for d in b])
+        row = {"file": name, "float": len(a), "int8": len(b), "lost": len(lost), "new": len(new),
+               "iou": [m[2] for m in matched], "keypoints": [], "landmarks": []}  # fmt: skip
+        if lost or new:
+            row["marginal"] = _detections_marginal(float_det, frame)
+        for i, j, _ in matched:
+            da, db = a[i], b[j]
+            scale = float(np.linalg.norm(da.keypoints[1] - da.keypoints[0]))
+            kp = np.linalg.norm(db.keypoints - da.keypoints, axis=1)
+            row["keypoints"].append(float(kp.max() / scale) if scale > 0 else float("inf"))
+            ra, rb = roi_from_detection(da), roi_from_detection(db)
+            la = model.estimate(frame, ra)
+            flag_a = float(model.model.output("flag")[0])
+            marginal = _presence_is_marginal(model, flag_a) if la is not None else False
+            lb = model.estimate(frame, rb)
+            entry = {"float": la is not None, "int8": lb is not None, "marginal": marginal}
+            if la is not None and lb is not None:
+                side = max(ra.width * frame.shape[1], ra.height * frame.shape[0])
+                if torso(la.landmarks) / side >= MIN_TORSO_SHARE:
+                    entry["vs_float"] = landmark_error(lb.landmarks, la.landmarks)
+                    mp_pose = ref.get(name)
+                    if i == 0 and mp_pose is not None:
+                        mp = np.array(mp_pose["landmarks"], dtype=np.float64)
+                        entry["vs_mp"] = landmark_error(lb.landmarks, mp)
+                        entry["float_vs_mp"] = landmark_error(la.landmarks, mp)
+            row["landmarks"].append(entry)
+        rows.append(row)
+    return {"summary": summarize_detector(rows), "rows": rows}
+
+
+def summarize_detector(rows: list[dict]) -> dict:
+    """The gate's figures from ``evaluate_detector``'s rows."""
+    ious = [(v, r["file"]) for r in rows for v in r["iou"]]
+    kps = [(v, r["file"]) for r in rows for v in r["keypoints"]]
+    lms = [(e, r["file"]) for r in rows for e in r["landmarks"]]
+    scored = [(e["vs_float"], f) for e, f in lms if "vs_float" in e]
+    with_mp = [(e["vs_mp"], f) for e, f in lms if "vs_mp" in e]
+    return {
+        "frames": len(rows),
+        "detections_float": sum(r["float"] for r in rows),
+        "detections_int8": sum(r["int8"] for r in rows),
+        "matched": len(ious),
+        "people_mismatch": [r["file"] for r in rows
+                            if (r["lost"] or r["new"]) and not r.get("marginal")],
+        "people_mismatch_marginal": [r["file"] for r in rows
+                                     if (r["lost"] or r["new"]) and r.get("marginal")],
+        "min_iou": min(ious) if ious else None,
+        "mean_iou": float(np.mean([v for v, _ in ious])) if ious else None,
+        "below_iou": [f for v, f in ious if v < DETECTOR_MIN_IOU],
+        "mean_keypoints": float(np.mean([v for v, _ in kps])) if kps else None,
+        "worst_keypoints": max(kps) if kps else None,
+        "compared": len(scored),
+        "presence_mismatch": [f for e, f in lms if e["float"] != e["int8"] and not e["marginal"]],
+        "mean_vs_float": float(np.mean([v for v, _ in scored])) if scored else None,
+        "median_vs_float": float(np.median([v for v, _ in scored])) if scored else None,
+        "worst_vs_float": max(scored) if scored else None,
+        "mean_vs_mp": float(np.mean([v for v, _ in with_mp])) if with_mp else None,
+        "worst_vs_mp": max(with_mp) if with_mp else None,
+    }  # fmt: skip
+
+
+def detector_gate_passes(s: dict, tolerance: float, worst_tolerance: float,
+                         min_iou: float = DETECTOR_MIN_IOU) -> bool:  # fmt: skip
+    """The same people as float on every frame, every matched box at IoU >= ``min_iou``, the
+    static-mode landmarks within the estimator's budget with the same pose decisions."""
+    return bool(
+        s["compared"]
+        and not s["people_mismatch"]
+        and (s["min_iou"] is None or s["min_iou"][0] >= min_iou)
+        and s["mean_vs_float"] <= tolerance
+        and s["worst_vs_float"][0] <= worst_tolerance
+        and not s["presence_mismatch"]
+    )
+
+
+def bench(models: dict[str, Path], threads=(1, 2), runs: int = 200, rounds: int = 5,
+          kind: str = "landmark") -> dict:  # fmt: skip
+    """Invoke time (ms) of estimators (or detectors: ``kind``), interleaved: for each round, each
+    model runs ``runs`` times on the same input; best round's median and the overall minimum per
+    model and thread count."""
+    from edge.pose.detector import Detector
     from edge.pose.landmarks import LandmarkModel
 
     rng = np.random.default_rng(0)
-    x = rng.random((256, 256, 3), dtype=np.float32)
+    size = 224 if kind == "detector" else 256
+    x = rng.random((size, size, 3), dtype=np.float32)
     out = {}
     for n in threads:
-        loaded = {k: LandmarkModel(p, n) for k, p in models.items()}
+        load = Detector if kind == "detector" else LandmarkModel
+        loaded = {k: load(p, n) for k, p in models.items()}
         for m in loaded.values():
             m.model.input_view()[:] = x
             for _ in range(20):
-                m.infer()
+                m.model.invoke()
         times = {k: [] for k in loaded}
         for _ in range(rounds):
             for k, m in loaded.items():
                 t = []
                 for _ in range(runs):
                     t0 = time.perf_counter()
-                    m.infer()
+                    m.model.invoke()
                     t.append(time.perf_counter() - t0)
                 times[k].append(t)
         for k, ts in times.items():
@@ -1028,8 +1337,17 @@ def _valid_update(update: str) -> bool:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse bad values before minutes of collecting crops."""
-    if args.recipe != "dynamic" and args.recipe.split("+")[0] not in RECIPES:
-        raise BuildError(f"--recipe {args.recipe}: one of {', '.join(RECIPES)} or dynamic")
+    if args.recipe is None:
+        args.recipe = DEFAULT_DETECTOR_RECIPE if args.model == "detector" else DEFAULT_RECIPE
+    recipes = recipes_for(args.model)
+    if args.recipe != "dynamic" and args.recipe.split("+")[0] not in recipes:
+        raise BuildError(f"--recipe {args.recipe}: one of {', '.join(recipes)} or dynamic "
+                         f"(for --model {args.model})")  # fmt: skip
+    if args.model != "full" and (args.qat_epochs or args.head_bias_correction):
+        raise BuildError("--qat-epochs and --head-bias-correction are for --model full only")
+    if args.model == "detector" and args.footage:
+        raise BuildError("--footage is for the landmark models; the detector is calibrated and "
+                         "gated on the test media")  # fmt: skip
     if not _valid_update(args.update):
         raise BuildError(f"--update {args.update}: minmax, ema or percentile:P with 50 < P <= 100")
     for kind in args.augment or []:
@@ -1047,10 +1365,145 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise BuildError(f"--{name.replace('_', '-')} must be a positive share, got {value}")
 
 
+def _print_detector(label: str, s: dict) -> None:
+    worst_iou = s["min_iou"]
+    print(f"{label}: {s['frames']} frames, detections float {s['detections_float']} / int8 "
+          f"{s['detections_int8']}, matched {s['matched']}; people found differently: "
+          f"{s['people_mismatch'] or 'none'}"
+          + (f" (and on {s['people_mismatch_marginal']}, where float's own detections change "
+             "under +-1 grey level noise: reported, not failed)"
+             if s["people_mismatch_marginal"] else ""))  # fmt: skip
+    if worst_iou:
+        print(f"  box IoU: mean {s['mean_iou']:.3f}, min {worst_iou[0]:.3f} ({worst_iou[1]}); "
+              f"under {DETECTOR_MIN_IOU}: {len(s['below_iou'])}; keypoints mean "
+              f"{s['mean_keypoints']:.2%}, worst {s['worst_keypoints'][0]:.2%} "
+              f"({s['worst_keypoints'][1]}) of float's body scale")  # fmt: skip
+    if s["compared"]:
+        print(f"  static-mode landmarks (float estimator) via int8 ROIs vs via float's: mean "
+              f"{s['mean_vs_float']:.2%}, median {s['median_vs_float']:.2%}, worst "
+              f"{s['worst_vs_float'][0]:.2%} ({s['worst_vs_float'][1]}) of torso over "
+              f"{s['compared']} people; pose decided differently: "
+              f"{s['presence_mismatch'] or 'none'}")  # fmt: skip
+    if s["mean_vs_mp"] is not None:
+        print(f"  vs MediaPipe: mean {s['mean_vs_mp']:.2%}, worst {s['worst_vs_mp'][0]:.2%} "
+              f"({s['worst_vs_mp'][1]})")  # fmt: skip
+
+
+def _main_detector(args, target: Target, float_path: Path, media: Path) -> int:
+    """Build (or ``--evaluate``) the int8 detector and judge it by ``detector_gate_passes`` on
+    the held-out sources; the record is written only if it passes."""
+    from edge.pose import models
+
+    if not (media / "images").is_dir():
+        raise BuildError(f"test media not found at {media} (set BLAZEPOSE_EDGE_MEDIA): the "
+                         "detector is calibrated and gated on them")  # fmt: skip
+    print("detector inputs from the licence-clean sources, gate frames from the others:")
+    inputs, side, held = collect_detector_inputs(media, args.per_video)
+    if args.crops_cache and args.crops_cache.is_file():
+        inputs = np.load(args.crops_cache)
+        print(f"calibration inputs: {len(inputs)} from {args.crops_cache}")
+    elif args.crops_cache:
+        np.save(args.crops_cache, inputs)
+    if args.augment:
+        inputs = augment(inputs, args.augment)
+    print(f"calibration inputs: {len(inputs)}; calibration-side frames: {len(side)}; "
+          f"held-out frames: {len(held)}")  # fmt: skip
+    if args.evaluate:
+        candidate = args.evaluate
+    else:
+        float_model = prepare_float(float_path.read_bytes(), target.keep_outputs)
+        if args.float_out:
+            args.float_out.write_bytes(float_model)
+        recipe = build_recipe(args.recipe, args.keep_float, float_model, "detector")
+        print(f"quantizing the detector with recipe {args.recipe} (+ float: "
+              f"{args.keep_float or 'none'}), activation ranges: {args.update}")  # fmt: skip
+        model = quantize(float_model, inputs, recipe, args.update, args.quantizer_python,
+                         kind="detector")  # fmt: skip
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        candidate = args.out.with_suffix(".candidate.tflite")
+        candidate.write_bytes(inline_buffers(model))
+    reference = media_reference(target.reference)
+    side_s = evaluate_detector(candidate, side, reference)["summary"]
+    _print_detector(f"calibration side ({len(side)} frames of the calibration sources)", side_s)
+    result = evaluate_detector(candidate, held, reference)
+    s = result["summary"]
+    _print_detector("held-out sources", s)
+    floor = evaluate_detector(None, held, reference, noise=1)["summary"]
+    _print_detector("for scale, float itself with its input moved by +-1 grey level", floor)
+    if not s["compared"]:
+        raise BuildError("no held-out frame has a person both detectors find: nothing to judge by")
+    timing = {}
+    if args.bench:
+        timing = bench({"float": float_path, "candidate": candidate}, runs=args.bench,
+                       kind="detector")  # fmt: skip
+        for (k, n), v in timing.items():
+            print(f"  invoke {k:15s} {n} thread(s): median {v['median_ms']:.2f} ms, "
+                  f"min {v['min_ms']:.2f} ms")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"summary": s, "side": side_s, "float_noise_floor": floor, "rows": result["rows"],
+             "timing": {f"{k} x{n}": v for (k, n), v in timing.items()},
+             "size": candidate.stat().st_size}, indent=1))  # fmt: skip
+    ok = detector_gate_passes(s, args.tolerance, args.worst_tolerance)
+    if args.evaluate:
+        return 0 if ok else 1
+    if not ok:
+        print(f"REFUSED: not the same people as float, a box under IoU {DETECTOR_MIN_IOU}, or "
+              f"static-mode landmarks beyond tolerance (mean <= {args.tolerance:.1%}, worst <= "
+              f"{args.worst_tolerance:.1%}, same pose decisions); {args.out} not written (the "
+              f"candidate is left at {candidate} for inspection)", file=sys.stderr)  # fmt: skip
+        return 1
+    os.replace(candidate, args.out)
+    split = media_split(media)
+    record = {
+        "name": args.out.stem,
+        "file": args.out.name,
+        "size": args.out.stat().st_size,
+        "sha256": models.sha256_of(args.out),
+        "source_sha256": models.sha256_of(float_path),
+        "recipe": f"{args.recipe}" + "".join(f"+float:{r}" for r in args.keep_float)
+                  + "".join(f"+augment:{a}" for a in args.augment or [])
+                  + f", ranges {args.update}",
+        "gate": {"passed": True, "kind": "detector", "min_iou_tolerance": DETECTOR_MIN_IOU,
+                 "tolerance": args.tolerance, "worst_tolerance": args.worst_tolerance,
+                 "frames": s["frames"], "detections": s["detections_float"],
+                 "people_mismatch": s["people_mismatch"],
+                 "people_mismatch_marginal": s["people_mismatch_marginal"],
+                 "min_iou": s["min_iou"][0] if s["min_iou"] else None,
+                 "mean_iou": s["mean_iou"], "mean_keypoints": s["mean_keypoints"],
+                 "worst_keypoints": s["worst_keypoints"][0] if s["worst_keypoints"] else None,
+                 "mean_vs_float": s["mean_vs_float"], "median_vs_float": s["median_vs_float"],
+                 "worst_vs_float": s["worst_vs_float"][0], "worst_frame": s["worst_vs_float"][1],
+                 "mean_vs_mediapipe": s["mean_vs_mp"],
+                 "worst_vs_mediapipe": s["worst_vs_mp"][0] if s["worst_vs_mp"] else None,
+                 "presence_mismatch": s["presence_mismatch"],
+                 "held_out": models.HELD_OUT_SOURCES, "sources": sorted(split["held_out"])},
+        "calibration": {"sources": sorted(split["calibration"]), "inputs": len(inputs),
+                        "augment": args.augment or [],
+                        "side": {"frames": side_s["frames"], "min_iou": side_s["min_iou"][0]
+                                 if side_s["min_iou"] else None,
+                                 "people_mismatch": side_s["people_mismatch"],
+                                 "mean_vs_float": side_s["mean_vs_float"],
+                                 "worst_vs_float": side_s["worst_vs_float"][0]
+                                 if side_s["worst_vs_float"] else None}},
+        "timing_ms": {f"{k} x{n}": v["median_ms"] for (k, n), v in timing.items()},
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
+    record_path = args.out.with_suffix(".json")
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out} ({record['size']} bytes, sha256 {record['sha256'][:12]}...) and "
+          f"{record_path.name}")  # fmt: skip
+    return 0
+
+
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=TARGETS, default="full",
+                        help="the model to quantize: a landmark model (full, lite) or the "
+                             "person detector (default: full)")  # fmt: skip
     parser.add_argument("--out", type=Path,
                         help="where to write the int8 model (default: the models directory's "
+                             "<model>_int8.tflite, e.g. "
                              f"{INT8_NAME}.tflite, with its record {INT8_NAME}.json)")  # fmt: skip
     parser.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS,
                         help="epochs of quantization-aware distillation after quantizing (0: off; "
@@ -1061,8 +1514,11 @@ def _main(argv=None) -> int:
                              "see docs/models.md)")  # fmt: skip
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when a verified, gated int8 model is already there")  # fmt: skip
-    parser.add_argument("--recipe", default=DEFAULT_RECIPE,
-                        help=f"one of {', '.join(RECIPES)}, or dynamic")  # fmt: skip
+    parser.add_argument("--recipe",
+                        help=f"one of {', '.join(RECIPES)}, or dynamic (default "
+                             f"{DEFAULT_RECIPE}); for the detector one of "
+                             f"{', '.join(DETECTOR_RECIPES)} (default "
+                             f"{DEFAULT_DETECTOR_RECIPE})")  # fmt: skip
     parser.add_argument("--keep-float", action="append", default=[], metavar="REGEX",
                         help="also keep ops whose output tensor name matches REGEX in float")  # fmt: skip
     parser.add_argument("--update", default="minmax", metavar="minmax|ema|percentile:P",
@@ -1090,7 +1546,7 @@ def _main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the evaluation as JSON")
     # hidden: the quantization step run under --quantizer-python
     parser.add_argument("--stage", help=argparse.SUPPRESS)
-    for hidden in ("--float-in", "--crops", "--recipe-json", "--stage-out"):
+    for hidden in ("--float-in", "--crops", "--recipe-json", "--stage-out", "--input-kind"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage == "quantize":
@@ -1101,14 +1557,19 @@ def _main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from edge.pose import models
 
+    target = TARGETS[args.model]
     # the float model where the package looks for it ($BLAZEPOSE_EDGE_MODELS too), verified
-    float_path = models.locate("pose_landmark_full")
+    float_path = models.locate(target.float_name)
 
     if not args.evaluate and not args.out:
-        args.out = models.models_dir() / f"{INT8_NAME}.tflite"
-    if args.if_missing and args.out and args.out.name == f"{INT8_NAME}.tflite":
+        args.out = models.models_dir() / f"{target.int8_name}.tflite"
+    if target.int8_name not in models.DERIVED:
+        print(f"note: {target.int8_name} is not a derived model the pipeline loads "
+              "(edge.pose.models.DERIVED): none has passed its gate on held-out sources yet, "
+              "so this build is for evaluation")  # fmt: skip
+    elif args.if_missing and args.out and args.out.name == f"{target.int8_name}.tflite":
         try:
-            record = models.verify_derived(INT8_NAME, args.out.parent)
+            record = models.verify_derived(target.int8_name, args.out.parent)
             wanted = models.YOUR_FOOTAGE if args.footage else models.HELD_OUT_SOURCES
             if record["gate"].get("held_out") != wanted:
                 raise models.ModelError(f"{args.out} was gated on "
@@ -1124,9 +1585,11 @@ def _main(argv=None) -> int:
     from edge.service.media import media_dir
 
     media, held, side = media_dir(), None, None
+    if target.kind == "detector":
+        return _main_detector(args, target, float_path, media)
     if args.footage:
         print("collecting calibration crops and held-out frames from your footage:")
-        crops, held = collect_footage(args.footage, args.per_video)
+        crops, held = collect_footage(args.footage, args.per_video, model=args.model)
         print(f"calibration crops: {len(crops)}; held-out frames: {len(held)}")
         if args.crops_cache:
             np.save(args.crops_cache, crops)
@@ -1136,7 +1599,7 @@ def _main(argv=None) -> int:
                          "./install.sh --int8-footage=PATH)")  # fmt: skip
     else:
         print("calibration crops from the licence-clean sources, gate frames from the others:")
-        crops, side, held_sources = collect_by_source(media, args.per_video)
+        crops, side, held_sources = collect_by_source(media, args.per_video, model=args.model)
         if args.crops_cache and args.crops_cache.is_file():
             crops = np.load(args.crops_cache)
             print(f"calibration crops: {len(crops)} from {args.crops_cache}")
@@ -1153,7 +1616,7 @@ def _main(argv=None) -> int:
         float_model = prepare_float(float_path.read_bytes())
         if args.float_out:
             args.float_out.write_bytes(float_model)
-        recipe = build_recipe(args.recipe, args.keep_float, float_model)
+        recipe = build_recipe(args.recipe, args.keep_float, float_model, args.model)
         print(f"quantizing with recipe {args.recipe} (+ float: {args.keep_float or 'none'}), "
               f"activation ranges: {args.update}")  # fmt: skip
         model = quantize(float_model, crops, recipe, args.update, args.quantizer_python,
@@ -1165,14 +1628,15 @@ def _main(argv=None) -> int:
         candidate.write_bytes(inline_buffers(model))
 
     if held is None:  # the test media: the gate on the held-out sources, MediaPipe where known
-        result = evaluate_frames(candidate, held_sources, media_reference())
-        side_result = evaluate_frames(candidate, side, media_reference())["summary"]
+        reference = media_reference(target.reference)
+        result = evaluate_frames(candidate, held_sources, reference, target.float_name)
+        side_result = evaluate_frames(candidate, side, reference, target.float_name)["summary"]
         print(f"calibration side ({len(side)} frames of the calibration sources): mean "
               f"{side_result['mean_vs_float']:.2%}, worst {side_result['worst_vs_float'][0]:.2%} "
               f"({side_result['worst_vs_float'][1]}), pose found differently: "
               f"{side_result['presence_mismatch'] or 'none'}")  # fmt: skip
     else:
-        result, side_result = evaluate_frames(candidate, held), None
+        result, side_result = evaluate_frames(candidate, held, None, target.float_name), None
     s = result["summary"]
     if held is not None and s["compared"] < MIN_HELD_OUT:
         raise BuildError(f"only {s['compared']} held-out frames of your footage show a person "
@@ -1195,7 +1659,7 @@ def _main(argv=None) -> int:
           f"flag max diff {s['max_flag']:.4f}")  # fmt: skip
     timing = {}
     if args.bench:
-        timing = bench({"float (pruned)": float_path, "candidate": candidate}, runs=args.bench)
+        timing = bench({"float": float_path, "candidate": candidate}, runs=args.bench)
         for (k, n), v in timing.items():
             print(f"  invoke {k:15s} {n} thread(s): median {v['median_ms']:.2f} ms, "
                   f"min {v['min_ms']:.2f} ms")  # fmt: skip

@@ -325,3 +325,191 @@ def test_quantizer_progress_bars_are_hidden(tmp_path):
                             timeout=120)  # fmt: skip
     assert "Running Calibration" in shown.stderr  # the bar this hides is real
     assert hidden.returncode == 0 and hidden.stderr == "", hidden.stderr
+
+
+# --- the int8 detector (--model detector) and lite (--model lite) ----------------------------
+
+
+def test_match_detections_pairs_people_one_to_one(quantize):
+    """The detector gate's matching: the most overlapping pair first, one to one; boxes
+    overlapping by MATCH_IOU or less are different people."""
+    a = [np.array([0, 0, 10, 10.0]), np.array([20, 0, 30, 10.0]), np.array([50, 50, 60, 60.0])]
+    b = [np.array([21, 0, 31, 10.0]), np.array([0, 0, 10, 11.0]), np.array([56, 56, 66, 66.0])]
+    matched, lost, new = quantize.match_detections(a, b)
+    assert [(i, j) for i, j, _ in matched] == [(0, 1), (1, 0)]
+    assert matched[0][2] == pytest.approx(100 / 110)  # 0.909: a box 10 % taller
+    assert matched[1][2] == pytest.approx(90 / 110)  # shifted by a tenth of its width
+    assert lost == [2] and new == [2]  # IoU 16/184 = 0.09: another person
+    assert quantize.box_iou(a[0], a[0]) == 1.0 and quantize.box_iou(a[0], a[2]) == 0.0
+    # two candidates for one box: the better overlap takes it, the other is a person found twice
+    matched, lost, new = quantize.match_detections(a[:1], [b[1], a[0]])
+    assert [(i, j) for i, j, _ in matched] == [(0, 1)] and lost == [] and new == [0]
+
+
+def _summary(**changes):
+    s = {"compared": 10, "people_mismatch": [], "min_iou": (0.95, "x.jpg"),
+         "mean_vs_float": 0.01, "worst_vs_float": (0.05, "x.jpg"), "presence_mismatch": []}  # fmt: skip
+    s.update(changes)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("changes", "passes"),
+    [
+        ({}, True),
+        ({"min_iou": None}, True),  # no person in any frame: only the landmark figures count
+        ({"min_iou": (0.899, "street.avi#40")}, False),
+        ({"people_mismatch": ["COCO_1.jpg"]}, False),
+        ({"mean_vs_float": 0.031}, False),
+        ({"worst_vs_float": (0.101, "y.jpg")}, False),
+        ({"presence_mismatch": ["y.jpg"]}, False),
+        ({"compared": 0}, False),
+    ],
+)
+def test_detector_gate(quantize, changes, passes):
+    assert quantize.detector_gate_passes(_summary(**changes), 0.03, 0.10) is passes
+
+
+def test_detector_recipes_name_the_stem_and_heads(quantize, models_ready):
+    from edge.pose.models import locate
+
+    prepared = quantize.prepare_float(
+        locate("pose_detection").read_bytes(), quantize.DETECTOR_OUTPUTS
+    )
+    table = quantize.op_table(prepared)
+    assert len(table) == 109
+    regexes = quantize._op_range_regexes("a8w8-stem-heads", prepared, "detector")
+    hits = [i for i, _, name in table if any(re.search(r, name + ";") for r in regexes)]
+    assert hits == [*range(1, 5), *range(86, 109)]
+    assert {table[i][2] for i in (104, 108)} == {"Identity", "Identity_1"}  # the outputs
+    recipe = quantize.build_recipe("a8w8-heads", [], prepared, "detector")
+    assert {r["operation"] for r in recipe[-2:]} == {"INPUT", "OUTPUT"}  # float32 in and out
+    with pytest.raises(quantize.BuildError, match="not the pinned one"):  # the estimator's graph
+        quantize._op_range_regexes("a8w8-heads", quantize.prepare_float(
+            locate("pose_landmark_full").read_bytes()), "detector")  # fmt: skip
+
+
+def test_lite_recipes_keep_the_same_stages_float(quantize, need_model):
+    """Lite has full's layout up to the heatmap conv and a shorter regression branch."""
+    from edge.pose.models import locate
+
+    need_model("lite")
+    prepared = quantize.prepare_float(locate("pose_landmark_lite").read_bytes())
+    table = quantize.op_table(prepared)
+    mid = quantize._op_range_regexes("a8w8-mid-dec", prepared, "lite")
+    hits = [i for i, _, name in table if any(re.search(r, name + ";") for r in mid)]
+    assert hits == [*range(1, 25), *range(69, 75), *range(76, 101)]
+    assert table[100][1] == "ADD" and "convld_3d" in table[101][2]  # the branch feeds the heads
+    with pytest.raises(quantize.BuildError, match="not the pinned one"):  # full's op ranges
+        quantize._op_range_regexes("a8w8-mid", prepared, "full")
+
+
+def test_detector_input_is_what_the_pipeline_feeds(quantize, media, models_ready):
+    """The stored uint8 calibration input is the detector's letterboxed input to a grey level."""
+    import cv2
+
+    from edge.pose.detector import Detector
+    from edge.pose.models import locate
+
+    detector = Detector(locate("pose_detection"), 1)
+    frame = cv2.imread(str(media / "images" / "yoga.jpg"))
+    stored = quantize.detector_input(detector, frame)
+    assert stored.shape == (224, 224, 3) and stored.dtype == np.uint8
+    fed = detector.model.input_view().copy()
+    scale, offset = quantize.INPUT_RANGES["detector"]
+    assert np.abs(stored * np.float32(scale) + np.float32(offset) - fed).max() <= 1.0 / 255 + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "detector", "--recipe", "a8w8-mid"], "--recipe a8w8-mid: one of a8w8, "),
+        (["--model", "lite", "--qat-epochs", "2"], "for --model full only"),
+        (["--model", "detector", "--footage", "x.mp4"], "--footage is for the landmark models"),
+    ],
+)
+def test_bad_model_arguments_exit_2(quantize, args, message, capsys, tmp_path):
+    assert quantize.main(["--out", str(tmp_path / "x.tflite"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_detector_that_passes_is_written_with_its_record(
+    quantize, media, models_ready, tmp_path, monkeypatch
+):
+    """The detector's build path minus the quantizer: the prepared float detector stands in for
+    the candidate (the same people, IoU 1, the same landmarks), judged on two held-out photos; the
+    record verifies as a derived model gated on held-out sources."""
+    import cv2
+
+    from edge.pose import models
+
+    frames = [(f"images/{n}", cv2.imread(str(media / "images" / n)))
+              for n in ("yoga.jpg", "three_dancers_tfpose.png", "standing_businessman_pixabay.jpeg")]  # fmt: skip
+    inputs = np.zeros((2, 224, 224, 3), np.uint8)
+    monkeypatch.setattr(
+        quantize, "collect_detector_inputs", lambda *a, **k: (inputs, frames[2:], frames[:2])
+    )
+    seen = {}
+
+    def fake_quantize(float_model, crops, recipe, *a, kind="landmark", **k):
+        seen["kind"], seen["recipe"] = kind, recipe
+        return float_model
+
+    monkeypatch.setattr(quantize, "quantize", fake_quantize)
+    out = tmp_path / "pose_detection_int8.tflite"
+    assert quantize.main(["--model", "detector", "--out", str(out)]) == 0
+    assert seen["kind"] == "detector"
+    assert any(r["algorithm_key"] == "no_quantize" and "classifier_person_8" in r["regex"]
+               for r in seen["recipe"])  # the default recipe keeps the heads float  # fmt: skip
+    record = models.verify_derived("pose_detection_int8", tmp_path)
+    gate = record["gate"]
+    assert gate["passed"] is True and gate["held_out"] == models.HELD_OUT_SOURCES
+    assert gate["kind"] == "detector" and gate["min_iou"] == 1.0
+    assert gate["detections"] == 2 and gate["people_mismatch"] == []
+    assert gate["mean_vs_float"] == 0.0 and gate["mean_vs_mediapipe"] < 0.01
+    assert record["calibration"]["side"]["frames"] == 1
+
+
+def test_lite_is_judged_against_float_lite_and_mediapipe_lite(
+    quantize, media, need_model, tmp_path, monkeypatch, capsys
+):
+    """--model lite: the crops come from the lite pipeline, the gate compares with float lite and
+    MediaPipe's lite reference (float lite vs full's reference would be percents off). Lite int8
+    is not a derived model the pipeline loads until one passes: the build says so."""
+    import json
+
+    import cv2
+
+    need_model("lite")
+    frames = [(f"images/{n}", cv2.imread(str(media / "images" / n)))
+              for n in ("yoga.jpg", "standing_businessman_pixabay.jpeg")]  # fmt: skip
+    seen = {}
+
+    def fake_collect(media, per_video, log=print, model="full"):
+        seen["model"] = model
+        return np.zeros((2, 256, 256, 3), np.uint8), frames[1:], frames[:1]
+
+    monkeypatch.setattr(quantize, "collect_by_source", fake_collect)
+    monkeypatch.setattr(quantize, "quantize", lambda float_model, *a, **k: float_model)
+    out = tmp_path / "pose_landmark_lite_int8.tflite"
+    assert quantize.main(["--model", "lite", "--out", str(out), "--recipe", "a8w8-mid-dec"]) == 0
+    assert seen["model"] == "lite"
+    assert "pose_landmark_lite_int8 is not a derived model" in capsys.readouterr().out
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["gate"]["mean_vs_float"] == 0.0 and record["gate"]["mean_vs_mediapipe"] < 0.01
+    from edge.pose.models import locate, sha256_of
+
+    assert record["source_sha256"] == sha256_of(locate("pose_landmark_lite"))
+
+
+def test_float_detectors_own_noise_floor(quantize, media, models_ready):
+    """Without a candidate, the float detector on its input moved by +-1 grey level stands in:
+    the same person, a box that moves a little (a scale for the gate's IoU)."""
+    import cv2
+
+    frames = [("images/yoga.jpg", cv2.imread(str(media / "images" / "yoga.jpg")))]
+    still = quantize.evaluate_detector(None, frames, noise=0)["summary"]  # input rounded only
+    assert still["min_iou"][0] > 0.999 and still["mean_vs_float"] < 0.001
+    moved = quantize.evaluate_detector(None, frames, noise=1)["summary"]
+    assert moved["matched"] == 1 and not moved["people_mismatch"]
+    assert 0.5 < moved["min_iou"][0] < 1.0

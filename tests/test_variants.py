@@ -313,3 +313,123 @@ def test_install_derived_refuses_what_fails_its_record(int8_dir, tmp_path):
     with pytest.raises(models.ModelError, match="fails its checksum"):
         models.install_derived(INT8, int8_dir, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
+
+
+# --- the int8 detector -----------------------------------------------------------------------
+
+DET8 = models.INT8_DETECTOR
+
+
+def write_detector_record(directory, **changes):
+    """A record for ``pose_detection_int8.tflite`` (a copy of the float detector) as
+    ``quantize.py --model detector`` writes it after a passed gate."""
+    path = directory / f"{DET8}.tflite"
+    record = {
+        "name": DET8,
+        "file": path.name,
+        "size": path.stat().st_size,
+        "sha256": models.sha256_of(path),
+        "source_sha256": models.specs()["pose_detection"].sha256,
+        "recipe": "copy of float (test)",
+        "gate": {
+            "passed": True,
+            "kind": "detector",
+            "min_iou": 1.0,
+            "mean_vs_float": 0.0,
+            "worst_vs_float": 0.0,
+            "tolerance": 0.03,
+            "held_out": models.HELD_OUT_SOURCES,
+        },  # fmt: skip
+    }
+    record.update(changes)
+    (directory / f"{DET8}.json").write_text(json.dumps(record))
+    return record
+
+
+@pytest.fixture
+def det8_dir(float_dir):
+    """``float_dir`` plus an int8 detector (a copy of float) whose record says it passed."""
+    shutil.copy(float_dir / "pose_detection.tflite", float_dir / f"{DET8}.tflite")
+    write_detector_record(float_dir)
+    return float_dir
+
+
+def test_the_int8_detector_is_a_derived_model_verified_by_its_record(det8_dir):
+    assert models.DERIVED[DET8] == "pose_detection"
+    assert models.verify_derived(DET8, det8_dir)["gate"]["kind"] == "detector"
+    write_detector_record(det8_dir, source_sha256=models.specs()["pose_landmark_full"].sha256)
+    with pytest.raises(models.ModelError, match="derived from a different pose_detection.tflite"):
+        models.verify_derived(DET8, det8_dir)
+    assert "quantize.py --model detector --out" in models.derived_hint(DET8, det8_dir)
+    assert "quantize.py --out" in models.derived_hint(INT8, det8_dir)
+
+
+def test_auto_measures_the_detectors_once_and_takes_a_faster_gated_int8(det8_dir, monkeypatch):
+    calls = []
+
+    def fake(estimators, seconds):
+        calls.append(sorted(estimators))
+        return {"float": 5.0, "int8": 2.7}
+
+    monkeypatch.setattr(variants, "measure", fake)
+    est = PoseEstimator(num_threads=1, tracking=False, models_dir=det8_dir)
+    assert est.variant == "float"  # no int8 estimator: nothing to measure for the estimator
+    assert est.detector_variant == "int8" and "fastest measured" in est.detector_reason
+    assert est.model_files["detector"] == det8_dir / f"{DET8}.tflite"
+    again = PoseEstimator(num_threads=1, tracking=False, models_dir=det8_dir)
+    assert again.detector_variant == "int8" and "cached for this board" in again.detector_reason
+    assert calls == [["float", "int8"]]
+    # float by name never uses it
+    est = PoseEstimator("float", tracking=False, models_dir=det8_dir)
+    assert est.detector_variant == "float" and est.detector_reason == "requested"
+    assert est.model_files["detector"] == det8_dir / "pose_detection.tflite"
+
+
+def test_auto_keeps_the_float_detector_when_int8_is_within_noise(det8_dir, monkeypatch):
+    monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 5.0, "int8": 4.9})
+    est = PoseEstimator(num_threads=1, tracking=False, models_dir=det8_dir)
+    assert est.detector_variant == "float" and "fastest measured" in est.detector_reason
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"gate": {"passed": False, "mean_vs_float": 0.11, "min_iou": 0.71}}, "unusable"),
+        ({"gate": {"passed": True, "mean_vs_float": 0.0, "held_out": "test photos"}},
+         "not gated on held-out sources"),
+        ({"gate": {"passed": True, "mean_vs_float": 0.0}}, "not gated on held-out sources"),
+        ({"sha256": "0" * 64}, "unusable"),
+    ],
+)  # fmt: skip
+def test_a_detector_without_a_passed_held_out_gate_is_never_used(
+    det8_dir, change, why, monkeypatch, caplog
+):
+    write_detector_record(det8_dir, **change)
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    with caplog.at_level(logging.WARNING, logger="edge.pose.variants"):
+        auto = PoseEstimator(tracking=False, models_dir=det8_dir)
+    assert auto.detector_variant == "float" and auto.detector_reason == f"int8 detector {why}"
+    assert auto.model_files["detector"] == det8_dir / "pose_detection.tflite"
+    assert "int8 detector left out" in caplog.text
+    shutil.copy(det8_dir / "pose_landmark_full.tflite", det8_dir / f"{INT8}.tflite")
+    write_record(det8_dir)
+    by_name = PoseEstimator("int8", tracking=False, models_dir=det8_dir)
+    assert by_name.variant == "int8" and by_name.detector_variant == "float"
+
+
+def test_int8_by_name_takes_the_gated_int8_detector_without_measuring(det8_dir, monkeypatch):
+    shutil.copy(det8_dir / "pose_landmark_full.tflite", det8_dir / f"{INT8}.tflite")
+    write_record(det8_dir)
+    monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
+    est = PoseEstimator("int8", tracking=False, models_dir=det8_dir)
+    assert est.detector_variant == "int8"
+    assert est.model_files == {"detector": det8_dir / f"{DET8}.tflite",
+                               "estimator": det8_dir / f"{INT8}.tflite"}  # fmt: skip
+
+
+def test_models_verify_reports_the_int8_detector(det8_dir, monkeypatch, capsys):
+    monkeypatch.setenv(models.ENV_MODELS_DIR, str(det8_dir))
+    assert main(["models", "verify"]) == 0
+    assert f"ok {det8_dir / DET8}.tflite" in capsys.readouterr().out
+    write_detector_record(det8_dir, gate={"passed": False})
+    assert main(["models", "verify"]) == 3

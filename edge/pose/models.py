@@ -15,8 +15,8 @@ The landmark model comes in three sizes, MediaPipe's ``model_complexity`` 0, 1 a
 (the detector, full and lite) are what ``fetch()`` fetches unless told otherwise; heavy (28 MB)
 only when asked for.
 
-Derived models (``DERIVED``: the int8 estimator) are built on the machine by ``models/quantize.py``
-and are not in the manifest. Each comes with a record ``<name>.json`` beside it giving its size,
+Derived models (``DERIVED``: the int8 estimator, the int8 detector) are built by
+``models/quantize.py`` (or installed prebuilt from the checkout) and are not in the manifest. Each comes with a record ``<name>.json`` beside it giving its size,
 SHA-256, the SHA-256 of the manifest model it was derived from and the result of its accuracy
 gate; ``locate()`` accepts one only when all of these check out.
 """
@@ -44,7 +44,9 @@ FIX_HINT = "run `blazepose-edge models fetch` (or ./install.sh) to fetch and ver
 DETECTOR = "pose_detection"
 LANDMARK_MODELS = ("lite", "full", "heavy")  # MediaPipe's model_complexity 0, 1, 2
 DEFAULT_MODEL = "full"
-DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> its source model
+# derived model -> its source model
+DERIVED = {"pose_landmark_full_int8": "pose_landmark_full", "pose_detection_int8": DETECTOR}
+INT8_DETECTOR = "pose_detection_int8"
 # The gates a derived model's record can name (``gate.held_out``). ``auto`` takes only a model
 # judged on sources its calibration never saw; one calibrated and judged on your own footage
 # (the end of your videos held out) is used when asked for by name (``--variant int8``).
@@ -192,8 +194,11 @@ def share_of_torso(value) -> str:
 
 
 def derived_hint(name: str, directory: Path) -> str:
+    source = DERIVED.get(name, "")
+    model = "detector" if source == DETECTOR else source.removeprefix("pose_landmark_")
+    flag = "" if model == DEFAULT_MODEL else f" --model {model}"
     return (
-        "build it with ./install.sh --int8, or: .venv/bin/python models/quantize.py --out "
+        f"build it with ./install.sh --int8, or: .venv/bin/python models/quantize.py{flag} --out "
         f"{directory / (name + '.tflite')}"
     )
 

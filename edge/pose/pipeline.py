@@ -34,7 +34,7 @@ from .tracking import (
     roi_from_landmarks,
     to_px,
 )
-from .variants import CHOICES, choose, variants
+from .variants import CHOICES, choose, choose_detector, variants
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ class PoseEstimator:
     for full only, accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest
     verified variant of ``model`` on this board, measured once and cached; see
     ``edge/pose/variants.py``). ``self.variant`` is the one in use and ``self.variant_reason``
-    says why.
+    says why. The detector is float, or for ``int8`` and ``auto`` the int8 detector where it
+    passed its gate on held-out sources (``auto``: where it is measured faster):
+    ``self.detector_variant`` and ``self.detector_reason``.
     """
 
     def __init__(
@@ -172,10 +174,13 @@ class PoseEstimator:
             self.variant, self.variant_reason = variant, "requested"
             self.estimator = load(locate(table[variant][1], directory))
         self.model = model
-        self.detector = Detector(
-            locate(table[self.variant][0], directory), num_threads, backend,
-            min_score=min_detection_score,
-        )  # fmt: skip
+
+        def load_detector(path: Path) -> Detector:
+            return Detector(path, num_threads, backend, min_score=min_detection_score)
+
+        detector = choose_detector(directory, variant, num_threads, backend, load_detector)
+        self.detector = detector.model
+        self.detector_variant, self.detector_reason = detector.variant, detector.reason
         self.tracking = tracking
         self._smoothing = tracking if smoothing is None else bool(smoothing)
         self.segmentation = segmentation

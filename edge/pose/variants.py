@@ -1,8 +1,8 @@
 """Model variants, and the ``auto`` choice between them.
 
 A variant is a (detector, estimator) pair of model names for one landmark model (lite, full or
-heavy). The detector is the float MediaPipe model in every variant; ``float`` uses the landmark
-model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
+heavy); the table names the float detector, which ``choose_detector`` (below) may swap for the
+int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
 machine (for full only: ``models.DERIVED``), which is used only when its record verifies and its
 accuracy gate passed (``models.verify_derived``).
 
@@ -15,6 +15,13 @@ synthetic crop, the configured thread count), takes the fastest (float unless an
 ``variant.json`` in the cache directory, keyed by the board (CPU model and instruction set,
 device-tree model, machine, thread count, runtime, landmark model and the candidates' SHA-256s):
 later starts on the same board reuse it.
+
+The detector is chosen the same way, on its own (``choose_detector``): the float MediaPipe detector,
+or the int8 detector (``models.INT8_DETECTOR``) for ``int8`` and ``auto`` when its record verifies
+and its gate (the same people as float, boxes within IoU 0.9, static-mode landmarks within the
+estimator's budget) was passed on sources its calibration never saw; ``auto`` measures the two
+detectors once per board and takes int8 only if it is ``MARGIN`` faster. It matters where the
+detector runs often: static images, re-detection with several people, an empty room.
 """
 
 from __future__ import annotations
@@ -294,4 +301,70 @@ def choose(
     reason = f"fastest measured: estimator invoke median {_ms(invoke_ms)} with {threads} threads"
     reason += f"; choice cached in {where}" if where else "; not cached"
     log.info("variant auto: %s, %s (model %s)", best, reason, model)
+    return Choice(best, loaded[best], reason)
+
+
+def detector_candidate(directory: Path) -> tuple[tuple[Path, str] | None, str]:
+    """The int8 detector as a candidate, ``(path, sha256)``, or None and why not ("absent",
+    "unusable", "not gated on held-out sources")."""
+    name = models.INT8_DETECTOR
+    if not models.derived_present(name, directory):
+        return None, "absent"
+    try:
+        record = models.verify_derived(name, directory)
+    except ModelError as exc:
+        log.warning("int8 detector left out: %s", exc)
+        return None, "unusable"
+    held_out = record["gate"].get("held_out")
+    if held_out not in models.AUTO_GATES:
+        log.warning(
+            "int8 detector left out: its gate was %s, not %s", held_out, models.HELD_OUT_SOURCES
+        )
+        return None, "not gated on held-out sources"
+    return (models.locate(name, directory, check=False), record["sha256"]), "gated"
+
+
+def choose_detector(
+    directory: Path,
+    variant: str,
+    num_threads: int | None,
+    backend: str | None,
+    load: Callable[[Path], Any],
+) -> Choice:
+    """The detector for ``variant`` (float, int8 or auto), loaded with ``load(path)``: float for
+    ``float`` and whenever the int8 detector is absent, unusable or not gated on held-out
+    sources; for ``int8`` the int8 detector when it is; for ``auto`` the faster of the two,
+    measured once per board and cached (int8 only if ``MARGIN`` faster)."""
+    float_path = models.locate(models.DETECTOR, directory)
+    if variant == "float":
+        return Choice("float", load(float_path), "requested")
+    found, why = detector_candidate(directory)
+    if found is None:
+        return Choice("float", load(float_path), f"int8 detector {why}")
+    int8_path, int8_sha = found
+    if variant == "int8":
+        return Choice("int8", load(int8_path), "int8 detector gated on held-out sources")
+    threads = num_threads or default_threads()
+    shas = {"float": models.specs()[models.DETECTOR].sha256, "int8": int8_sha}
+    board = board_key(threads, _runtime(backend), False, shas, "detector")
+    cached = read_cache(board)
+    if cached is not None and cached.get("variant") in shas:
+        chosen = cached["variant"]
+        path = int8_path if chosen == "int8" else float_path
+        reason = (f"cached for this board (measured {cached.get('measured_utc')}: detector "
+                  f"invoke {_ms(cached.get('invoke_ms', {}))})")  # fmt: skip
+        log.info("detector auto: %s, %s", chosen, reason)
+        return Choice(chosen, load(path), reason)
+    loaded = {"float": load(float_path)}
+    try:
+        loaded["int8"] = load(int8_path)
+    except ModelError as exc:
+        log.warning("int8 detector left out: %s", exc)
+        return Choice("float", loaded["float"], "int8 detector does not load")
+    invoke_ms = measure({v: d.model for v, d in loaded.items()}, MEASURE_SECONDS)
+    best = "int8" if invoke_ms["int8"] <= invoke_ms["float"] * (1.0 - MARGIN) else "float"
+    where = write_cache(board, best, invoke_ms)
+    reason = f"fastest measured: detector invoke median {_ms(invoke_ms)} with {threads} threads"
+    reason += f"; choice cached in {where}" if where else "; not cached"
+    log.info("detector auto: %s, %s", best, reason)
     return Choice(best, loaded[best], reason)
