@@ -36,10 +36,10 @@ and the client keeps retrying. Each change of the connection is one log line: un
 start or lost (WARNING, with the reason and what happens to pose messages meanwhile), connected
 or reconnected after N s (INFO). paho's own log lines go to the DEBUG level.
 
-Delivery accounting (``delivery()``, the exit summary and ``publish.pose`` in stats) counts pose
-messages only. "Delivered" means, with QoS 0, handed to a client connected to the broker (QoS 0
-has no acknowledgement: a message in the socket when the connection breaks is lost unseen); with
-QoS 1 or 2, acknowledged by the broker.
+Delivery accounting (``delivery()``, the exit summary, ``publish.pose`` in stats and the older
+``dropped_offline`` and ``dropped_queue_full`` there) counts pose messages only. "Delivered" means,
+with QoS 0, handed to a client connected to the broker (QoS 0 has no acknowledgement: a message in
+the socket when the connection breaks is lost unseen); with QoS 1 or 2, acknowledged by the broker.
 
 Transport for other sinks (the Home Assistant device uses only this): ``publish(topic, payload,
 qos, retain)`` on any topic; ``subscribe(topic, callback)``, made again on every reconnect;
@@ -150,11 +150,9 @@ class MqttPublisher(Sink):
         self._lock = threading.Lock()
         self.published = 0  # handed to the client (will be delivered unless the process dies)
         self.acked = 0  # written (QoS 0) or acknowledged (QoS 1/2)
-        self.dropped_offline = 0
-        self.dropped_queue_full = 0
         self.disconnects = 0
         self._stopping = False
-        # pose messages only (delivery(); the counters above count every topic)
+        # pose messages only (delivery(), report(); the counters above count every topic)
         self.poses = 0  # publish_pose() calls
         self.poses_delivered = 0
         self.poses_queued = 0  # QoS >= 1 without the spool: handed to the client...
@@ -372,12 +370,8 @@ class MqttPublisher(Sink):
         return True
 
     def _dropped(self, reason: str, pose: bool) -> bool:
-        with self._lock:
-            if reason == "offline":
-                self.dropped_offline += 1
-            else:
-                self.dropped_queue_full += 1
-            if pose:
+        if pose:  # the other topics' messages are not counted (a stats message dropped offline)
+            with self._lock:
                 self.poses_dropped[reason] += 1
         return False
 
@@ -464,8 +458,9 @@ class MqttPublisher(Sink):
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
         """Publish one message on ``topic`` (any thread). False if it was dropped: QoS 0 while
-        the broker is away, or the client's queue is full (counted in this sink's report; QoS 1
-        and 2 wait in memory for the connection). Never raises for a passing fault."""
+        the broker is away, or the client's queue is full (QoS 1 and 2 wait in memory for the
+        connection); not counted, the report counts pose messages. Never raises for a passing
+        fault."""
         return self._publish(topic, payload, qos, retain=retain)
 
     def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
@@ -583,8 +578,8 @@ class MqttPublisher(Sink):
             "connected": self.connected.is_set(),
             "sent": self.acked,
             "pending": self.pending,
-            "dropped_offline": self.dropped_offline,
-            "dropped_queue_full": self.dropped_queue_full,
+            "dropped_offline": self.poses_dropped["offline"],  # pose messages, as "pose"
+            "dropped_queue_full": self.poses_dropped["queue_full"],
             "disconnects": self.disconnects,
             "spool": self.spool.stats() if self.spool is not None else None,
             "pose": self.delivery().to_dict(),
