@@ -72,7 +72,8 @@ def make_bad_certs(folder: Path) -> dict[str, Path]:
             "-extensions", names, *dates)  # fmt: skip
         out[name] = folder / f"{name}.crt"
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", "/CN=blazepose-edge-other-ca", "-keyout", "other-ca.key", "-out", "other-ca.crt")  # fmt: skip
+        "-subj", "/CN=blazepose-edge-other-ca", "-keyout", "other-ca.key",
+        "-out", "other-ca.crt")  # fmt: skip
     out["other_ca"] = folder / "other-ca.crt"
     return out
 

@@ -293,7 +293,11 @@ class MqttConfig:
         ),
     )
     client_id: str = setting(
-        "", "MQTT client id, unique per broker; empty = blazepose-edge-<device_id>."
+        "",
+        "MQTT client id, unique per broker (a client connecting with the same id takes the "
+        "session over). Empty = blazepose-edge-<device_id>-<16 random hex digits>, generated once "
+        "and kept in the state folder (mqtt-client-id-suffix in $STATE_DIRECTORY under systemd, "
+        "else ~/.local/state/blazepose-edge/), so that no other client can guess it.",
     )
     username: str = setting("", "User name for the broker; empty = none.")
     password_file: str = setting(
@@ -494,14 +498,18 @@ class Config:
 
     def spool_dir(self) -> Path:
         """Per-device spool folder."""
-        if self.spool.dir:
-            base = Path(self.spool.dir)
-        elif os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
-            base = Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "spool"
-        else:
-            state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-            base = Path(state) / "blazepose-edge" / "spool"
+        base = Path(self.spool.dir) if self.spool.dir else state_dir() / "spool"
         return base / self.device_id
+
+
+def state_dir() -> Path:
+    """The daemon's state folder (the spool, the generated MQTT client id): systemd's
+    ``$STATE_DIRECTORY`` (its first entry) under systemd, else
+    ``${XDG_STATE_HOME:-~/.local/state}/blazepose-edge``. Not created here."""
+    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "blazepose-edge"
 
 
 def is_loopback(host: str) -> bool:
