@@ -73,7 +73,7 @@ def test_a_certificate_never_accepted_stops_the_daemon_naming_why(
     line = line_with(err, "TLS certificate verification failed")
     assert f"MQTT broker localhost:{tls_broker.port}: " in line
     assert cause.format(ca=ca) in line and "retrying cannot help" in line
-    assert "unreachable" not in err and "Traceback" not in err, err
+    assert "unreachable (" not in err and "Traceback" not in err, err  # no retry line
 
 
 def test_a_certificate_rejected_on_a_later_reconnect_stops_the_daemon(
@@ -316,6 +316,23 @@ def test_a_dead_network_thread_is_reported(caplog):
     publisher.stop()
     assert time.monotonic() - t0 < 2
     assert publisher.broken is None  # stopped: nothing more to report
+
+
+def test_a_client_id_paho_cannot_encode_is_a_dead_thread_too(broker):
+    """Issue 14's repro (a 70,000-character client id): struct.error inside paho's CONNECT."""
+    publisher = MqttPublisher(
+        MqttConfig(host="127.0.0.1", port=broker.port, client_id="x" * 70_000), "dead3"
+    )
+    publisher.start()
+    deadline = time.monotonic() + 5
+    while publisher.broken is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    broken = publisher.broken
+    publisher.stop()
+    assert broken == (
+        "MQTT network thread failed (struct.error: 'H' format requires 0 <= number <= 65535): "
+        "nothing can be sent"
+    )
 
 
 def test_the_daemon_stops_when_the_network_thread_dies(models_ready, caplog):

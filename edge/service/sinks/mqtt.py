@@ -668,9 +668,12 @@ class MqttPublisher(Sink):
         exc = self.client.died
         if exc is None or self._stopping:
             return None
+        kind = type(exc).__qualname__
+        if type(exc).__module__ != "builtins":  # struct.error, not "error"
+            kind = f"{type(exc).__module__}.{kind}"
         text = str(exc)
         text = text if len(text) <= 200 else text[:200] + "..."
-        return f"MQTT network thread failed ({type(exc).__name__}: {text}): nothing can be sent"
+        return f"MQTT network thread failed ({kind}: {text}): nothing can be sent"
 
     def set_status(self, status: str) -> None:
         """Publish a retained status (``online``, ``degraded: ...``); re-sent on reconnect."""
