@@ -42,6 +42,42 @@ def make_certs(folder: Path) -> dict[str, Path]:
     return {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
 
 
+def make_bad_certs(folder: Path) -> dict[str, Path]:
+    """Beside ``make_certs``' files (same key): server certificates a client must refuse, signed
+    by the test CA but expired in 2020 (``expired``), valid only from 2099 (``future``) or issued
+    for another host name (``other_host``); and a CA that signed none of them (``other_ca``).
+    ``openssl ca`` sets any validity period (``openssl x509`` only counts days from now)."""
+
+    def run(*args):
+        subprocess.run(args, cwd=folder, check=True, capture_output=True)
+
+    (folder / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n"
+        "serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n"
+        "[any]\ncommonName = supplied\n"
+        "[localhost]\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n"
+        "[other_host]\nsubjectAltName = DNS:broker.example\n"
+    )
+    (folder / "index.txt").write_text("")
+    (folder / "serial").write_text("1000\n")
+    out = {}
+    for name, start, end, names in (
+        ("expired", "20200101000000Z", "20200201000000Z", "localhost"),
+        ("future", "20990101000000Z", "20990201000000Z", "localhost"),
+        ("other_host", None, None, "other_host"),
+    ):
+        dates = ["-startdate", start, "-enddate", end] if start else ["-days", "2"]
+        run("openssl", "ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", "ca.crt",
+            "-keyfile", "ca.key", "-in", "server.csr", "-out", f"{name}.crt",
+            "-extensions", names, *dates)  # fmt: skip
+        out[name] = folder / f"{name}.crt"
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=blazepose-edge-other-ca", "-keyout", "other-ca.key",
+        "-out", "other-ca.crt")  # fmt: skip
+    out["other_ca"] = folder / "other-ca.crt"
+    return out
+
+
 class Broker:
     def __init__(
         self,
@@ -53,17 +89,21 @@ class Broker:
         bridge_to: Broker | None = None,
         bridge_topics: tuple[str, ...] = BRIDGE_TOPICS,
         log_subscriptions: bool = False,
+        bad_certs: bool = False,
     ):
         """``bridge_to``: bridge this broker to that one (started first), forwarding
         ``bridge_topics`` (Mosquitto's ``topic`` lines: pattern, direction, QoS), as a board's
         local broker bridged to a central one. ``log_subscriptions``: log every subscription to
-        ``self.log`` (``subscriptions()`` reads them)."""
+        ``self.log`` (``subscriptions()`` reads them). ``bad_certs`` (with ``tls``): also make
+        ``make_bad_certs``' certificates, for ``serve()``."""
         if not shutil.which("mosquitto"):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.folder = folder
         self.port = port or free_port()
         self.auth, self.tls = auth, tls
         self.certs = make_certs(folder) if tls else None
+        if tls and bad_certs:
+            self.certs.update(make_bad_certs(folder))
         lines = ["log_dest stderr", "log_type error", "log_type warning"]
         if persistence:  # keeps sessions and queued messages across a clean broker restart
             lines += ["persistence true", f"persistence_location {folder}/", "autosave_interval 1"]
@@ -107,6 +147,13 @@ class Broker:
                     raise RuntimeError(f"mosquitto failed: {err}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start")
+
+    def serve(self, certificate: str) -> None:
+        """Present ``self.certs[certificate]`` from the next start on (stop the broker first)."""
+        lines = self.conf.read_text().splitlines()
+        lines = [f"certfile {self.certs[certificate]}" if line.startswith("certfile ") else line
+                 for line in lines]  # fmt: skip
+        self.conf.write_text("\n".join(lines) + "\n")
 
     def subscriptions(self) -> list[tuple[str, str]]:
         """(client id, topic filter) of every subscription so far (``log_subscriptions``)."""

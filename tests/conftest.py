@@ -50,6 +50,8 @@ def _hermetic(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CACHE_DIRECTORY", raising=False)
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        # the state folder (the generated MQTT client id): not the user's ~/.local/state
+        mp.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
         mp.setenv(models.ENV_MODELS_DIR, str(only_manifest))
         yield
 

@@ -461,3 +461,12 @@ def test_check_config_reports_each_with_the_key(tmp_path, capsys):
         assert len(err) < 400
     assert main(["check-config", "--config", str(tmp_path)]) == 2
     assert f"config: {tmp_path} is a directory" in capsys.readouterr().err
+
+
+def test_a_device_id_too_long_for_the_default_client_id(tmp_path):
+    """The topics fit, but blazepose-edge-<device_id>-<suffix> would not (paho's thread dies)."""
+    long_id = "d" * 65_470
+    with pytest.raises(ConfigError, match="^config: mqtt.device_id is too long for the default"):
+        load(write(tmp_path, f'[mqtt]\ndevice_id = "{long_id}"\ntopic_prefix = "b"\n'))
+    text = f'[mqtt]\ndevice_id = "{long_id}"\ntopic_prefix = "b"\nclient_id = "cam"\n'
+    assert load(write(tmp_path, text)).device_id == long_id

@@ -205,6 +205,31 @@ def test_publisher_counts_pose_messages_only(broker, qos):
     assert report.complete and report.summary() == "300 of 300 pose messages delivered"
 
 
+@pytest.mark.parametrize("spool", [False, True])
+def test_dropped_offline_counts_pose_messages_only(tmp_path, spool):
+    """Stats messages dropped while the broker is away are not pose messages dropped."""
+    from edge.service.config import MqttConfig
+    from edge.service.sinks.mqtt import MqttPublisher
+    from edge.service.sinks.spool import Spool
+
+    port = free_port()
+    publisher = MqttPublisher(
+        MqttConfig(host="127.0.0.1", port=port, qos_pose=1 if spool else 0),
+        "cnt1",
+        Spool(tmp_path / "spool") if spool else None,
+    )
+    publisher.start()
+    for i in range(5):
+        publisher.publish_pose(b"%d" % i)
+    for _ in range(3):
+        publisher.publish_stats(b"{}")
+    report = publisher.report()
+    publisher.stop()
+    assert report["dropped_offline"] == report["pose"]["dropped"].get("offline", 0)
+    assert report["dropped_offline"] == (0 if spool else 5)
+    assert report["dropped_queue_full"] == 0
+
+
 def test_publisher_start_does_not_wait_for_an_absent_broker(caplog):
     from edge.service.config import MqttConfig
     from edge.service.sinks.mqtt import MqttPublisher

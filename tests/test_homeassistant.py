@@ -414,7 +414,11 @@ def test_home_assistant_device_end_to_end(models_ready, broker_factory, tmp_path
             hass.client.publish(topic, payload, qos=1).wait_for_publish(5)
         time.sleep(1.5)
         assert len(configs(hass)) == announced and proc.poll() is None
-        subscribed = {f for client, f in broker.subscriptions() if client == "blazepose-edge-cam1"}
+        from edge.service.config import MqttConfig
+        from edge.service.sinks.clientid import resolve_client_id
+
+        daemon = resolve_client_id(MqttConfig(), "cam1").value  # the one kept in the state folder
+        subscribed = {f for client, f in broker.subscriptions() if client == daemon}
         assert subscribed == {"homeassistant/status"}
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -377,6 +377,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_ha(args: argparse.Namespace) -> int:
+    import secrets
+
     from .config import ConfigError
     from .sinks.homeassistant import discovery_document, removal_messages, topics
     from .sinks.mqtt import PublishError, send_once
@@ -392,7 +394,12 @@ def cmd_ha(args: argparse.Namespace) -> int:
     if cfg.mqtt.host.lower() == "none":  # no broker, so no device was announced
         print("nothing to remove: mqtt.host is none (no broker, no Home Assistant device)")
         return 0
-    client_id = (cfg.mqtt.client_id or f"blazepose-edge-{cfg.device_id}") + "-remove"
+    # not the daemon's id (the broker would disconnect a running daemon), nor a guessable one
+    client_id = (
+        f"{cfg.mqtt.client_id}-remove"
+        if cfg.mqtt.client_id
+        else f"blazepose-edge-{cfg.device_id}-remove-{secrets.token_hex(8)}"
+    )
     try:
         send_once(cfg.mqtt, removal_messages(cfg), client_id, timeout=args.timeout)
     except (PublishError, ConfigError) as exc:

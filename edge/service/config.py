@@ -386,7 +386,10 @@ class MqttConfig:
     )
     client_id: str = setting(
         "",
-        "MQTT client id, unique per broker; empty = blazepose-edge-<device_id>.",
+        "MQTT client id, unique per broker (a client connecting with the same id takes the "
+        "session over). Empty = blazepose-edge-<device_id>-<16 random hex digits>, generated once "
+        "and kept in the state folder (mqtt-client-id-suffix in $STATE_DIRECTORY under systemd, "
+        "else ~/.local/state/blazepose-edge/), so that no other client can guess it.",
         check=mqtt_string(),
     )
     username: str = setting("", "User name for the broker; empty = none.", check=mqtt_string())
@@ -590,14 +593,27 @@ class Config:
 
     def spool_dir(self) -> Path:
         """Per-device spool folder."""
-        if self.spool.dir:
-            base = Path(self.spool.dir)
-        elif os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
-            base = Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "spool"
-        else:
-            state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-            base = Path(state) / "blazepose-edge" / "spool"
+        base = Path(self.spool.dir) if self.spool.dir else state_dir() / "spool"
         return base / self.device_id
+
+
+CLIENT_ID_SUFFIX_DIGITS = (16, 64)  # the hex digits of a generated client id's suffix: made, kept
+
+
+def default_client_id(device_id: str, suffix: str) -> str:
+    """The MQTT client id used when ``mqtt.client_id`` is empty (``suffix``: the installation's
+    random hex digits, ``sinks/clientid.py``)."""
+    return f"blazepose-edge-{device_id}-{suffix}"
+
+
+def state_dir() -> Path:
+    """The daemon's state folder (the spool, the generated MQTT client id): systemd's
+    ``$STATE_DIRECTORY`` (its first entry) under systemd, else
+    ``${XDG_STATE_HOME:-~/.local/state}/blazepose-edge``. Not created here."""
+    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "blazepose-edge"
 
 
 def is_loopback(host: str) -> bool:
@@ -655,6 +671,16 @@ RULES = (
         "must be set where this machine's host name is no valid topic level",
         lambda c: (
             bool(c.mqtt.device_id) or KEYS["mqtt.device_id"].spec.problem(c.device_id) is None
+        ),
+    ),
+    Rule(
+        "mqtt.device_id",
+        f"is too long for the default client id (blazepose-edge-<device_id>-<suffix> within "
+        f"{MQTT_STRING_BYTES:,} bytes): shorten it or set mqtt.client_id",
+        lambda c: (
+            bool(c.mqtt.client_id)
+            or len(default_client_id(c.device_id, "0" * CLIENT_ID_SUFFIX_DIGITS[1]).encode())
+            <= MQTT_STRING_BYTES
         ),
     ),
     Rule(

@@ -182,6 +182,11 @@ class Daemon:
                     log.error("%s; stopping", refusal)
                     code = EXIT_BROKER
                     break
+                broken = next((s.broken for s in self.sinks if s.broken), None)
+                if broken:  # running on would deliver nothing; a restart may help
+                    log.error("%s; stopping", broken)
+                    code = EXIT_FAILED
+                    break
                 if self._reload.is_set():
                     self._apply_reload()
                 try:

@@ -62,5 +62,12 @@ class Sink:
 
     @property
     def fatal(self) -> str | None:
-        """A fault that retrying cannot fix (refused credentials): the daemon stops, exit 5."""
+        """A fault that retrying cannot fix (refused credentials, a broker certificate that fails
+        verification): the daemon stops, exit 5."""
+        return None
+
+    @property
+    def broken(self) -> str | None:
+        """A fault the sink cannot recover from by itself (a thread of its own died): the daemon
+        stops, exit 1 (systemd restarts it)."""
         return None

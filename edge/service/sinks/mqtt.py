@@ -27,8 +27,23 @@ Without the spool but with QoS >= 1: messages are held in memory, up to ``mqtt.q
 delivered after a reconnect; past the limit new ones are dropped and counted
 (``dropped_queue_full``); a crash loses them.
 
-A broker that refuses the credentials stops the daemon with a clear error instead of retrying
-forever. The password is never logged.
+A broker that refuses the credentials, or whose certificate fails verification (signed by
+another CA, expired, issued for another host name), stops the daemon (``fatal``, exit 5) with a
+clear error naming the cause, at start or on any later reconnect, instead of retrying forever; a
+certificate that is not valid *yet* is retried (a board without a real-time clock may boot with
+its clock behind). The password is never logged.
+
+The client id (``clientid.py``): ``mqtt.client_id``, else one generated per installation that no
+other client can guess. MQTT 3.1.1 (what the client speaks) gives no reason when the broker takes
+the session over for another client with the same id: it closes the connection. So when the
+broker closes the connection ``TAKEOVER_BOUNCES`` times within ``TAKEOVER_WINDOW_S`` and each
+time accepts the next attempt at once, one WARNING says another client is probably using the
+same id (naming where the id comes from, never the id); while that goes on, the connection lines
+go to DEBUG.
+
+If paho's network thread dies of an exception (a bug, or input paho cannot handle), the
+publisher logs it with the traceback and reports it (``broken``): the daemon stops with exit 1
+rather than run on delivering nothing.
 
 Startup does not wait for the broker: ``start()`` gives it at most ``START_WAIT_S`` to answer
 (``mqtt.connect_timeout`` bounds each connection attempt: TCP and TLS), then the daemon runs on
@@ -36,10 +51,10 @@ and the client keeps retrying. Each change of the connection is one log line: un
 start or lost (WARNING, with the reason and what happens to pose messages meanwhile), connected
 or reconnected after N s (INFO). paho's own log lines go to the DEBUG level.
 
-Delivery accounting (``delivery()``, the exit summary and ``publish.pose`` in stats) counts pose
-messages only. "Delivered" means, with QoS 0, handed to a client connected to the broker (QoS 0
-has no acknowledgement: a message in the socket when the connection breaks is lost unseen); with
-QoS 1 or 2, acknowledged by the broker.
+Delivery accounting (``delivery()``, the exit summary, ``publish.pose`` in stats and the older
+``dropped_offline`` and ``dropped_queue_full`` there) counts pose messages only. "Delivered" means,
+with QoS 0, handed to a client connected to the broker (QoS 0 has no acknowledgement: a message in
+the socket when the connection breaks is lost unseen); with QoS 1 or 2, acknowledged by the broker.
 
 Transport for other sinks (the Home Assistant device uses only this): ``publish(topic, payload,
 qos, retain)`` on any topic; ``subscribe(topic, callback)``, made again on every reconnect;
@@ -52,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -63,6 +79,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttConfig, read_password
 from .base import FrameResult, Sink
+from .clientid import ClientId, resolve_client_id
 from .delivery import Delivery
 from .payload import encode
 from .spool import Spool
@@ -81,11 +98,20 @@ SEND_WINDOW = (
 )
 
 
+# the broker closed the connection this many times within this many seconds, accepting the next
+# attempt at once each time: another client is probably taking the session over (same client id)
+TAKEOVER_BOUNCES = 3
+TAKEOVER_WINDOW_S = 60.0
+
+
 class _Client(mqtt.Client):
     """paho's client, remembering why the last connection attempt failed (its
-    ``on_connect_fail`` does not say)."""
+    ``on_connect_fail`` does not say), and reporting an exception that ends its network thread
+    (``on_died(exc)``) instead of letting the thread die with only a traceback on stderr."""
 
     last_error: OSError | None = None
+    died: Exception | None = None
+    on_died: Callable[[Exception], None] | None = None
 
     def reconnect(self):
         try:
@@ -94,21 +120,75 @@ class _Client(mqtt.Client):
             self.last_error = exc
             raise
 
+    def loop_forever(self, *args, **kwargs):  # what loop_start()'s thread runs
+        try:
+            return super().loop_forever(*args, **kwargs)
+        except Exception as exc:
+            self.died = exc
+            if self.on_died is not None:
+                self.on_died(exc)
+            return mqtt.MQTT_ERR_UNKNOWN
+
 
 class _DebugOnly(logging.LoggerAdapter):
     """paho's own log lines, all at DEBUG: the publisher logs each connection change itself, and
-    paho's ERROR lines ("Client is not connected...") only repeat what that line said."""
+    paho's ERROR lines ("Client is not connected...") only repeat what that line said. The
+    client id (paho's "Sending CONNECT ... client_id=...") is left out: the generated one is
+    what keeps other clients from taking the session over."""
 
     def log(self, level, msg, *args, **kwargs):
+        secret = self.extra.get("client_id")
+        if secret is not None:
+            args = tuple("<client id>" if arg == secret else arg for arg in args)
         super().log(logging.DEBUG, msg, *args, **kwargs)
 
 
+def _paho_logger(client: mqtt.Client, name: str, client_id: str) -> None:
+    client.enable_logger(
+        _DebugOnly(logging.getLogger(f"paho.{name}"), {"client_id": client_id.encode()})
+    )
+
+
 def _why(exc: OSError | None) -> str:
-    """``connection refused``, ``timed out``, ``name or service not known``..."""
+    """``connection refused``, ``timed out``, ``name or service not known``, ``TLS handshake
+    failed: wrong version number``..."""
     if exc is None:
         return "no answer"
+    if isinstance(exc, ssl.SSLError):
+        # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": the middle
+        text = re.sub(r"^\[[^]]*\] *| *\(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
+        return f"TLS handshake failed: {text or type(exc).__name__}"
     text = exc.strerror or str(exc) or type(exc).__name__
     return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+# OpenSSL's X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) explained below
+_NOT_YET_VALID, _EXPIRED, _HOSTNAME_MISMATCH = 9, 10, 62
+_UNTRUSTED = (2, 18, 19, 20, 21)  # no issuer found among the trusted CAs, self-signed
+
+
+def _certificate_problem(exc: BaseException | None, cfg: MqttConfig) -> tuple[str, bool] | None:
+    """If ``exc`` is a failed verification of the broker's certificate: what failed, with what to
+    check, and whether it is permanent (retrying cannot help); else None."""
+    if not isinstance(exc, ssl.SSLCertVerificationError):
+        return None
+    what = (exc.verify_message or exc.reason or str(exc)).rstrip(".")
+    code = exc.verify_code
+    if code == _NOT_YET_VALID:  # a Pi boots with its clock behind until it has network time
+        return (f"TLS certificate verification failed: {what} (is this machine's clock behind? "
+                "no network time yet?)"), False  # fmt: skip
+    if code == _EXPIRED:
+        hint = "renew the broker's certificate, or check this machine's clock"
+    elif code == _HOSTNAME_MISMATCH:
+        hint = (f"the broker's certificate is issued for another name than mqtt.host "
+                f"{cfg.host!r}: set mqtt.host to a name it carries")  # fmt: skip
+    elif code in _UNTRUSTED:
+        trusted = (f"mqtt.tls.ca_file ({cfg.tls.ca_file})" if cfg.tls.ca_file
+                   else "the system's CA certificates (mqtt.tls.ca_file is empty)")  # fmt: skip
+        hint = f"the broker's certificate is not signed by a CA in {trusted}"
+    else:
+        hint = "check the broker's certificate and mqtt.tls.ca_file"
+    return f"TLS certificate verification failed: {what} ({hint})", True
 
 
 def _credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
@@ -131,7 +211,14 @@ def _credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
 class MqttPublisher(Sink):
     name = "publish"  # its counters: ``publish`` in the stats document
 
-    def __init__(self, cfg: MqttConfig, device_id: str, spool: Spool | None = None):
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        device_id: str,
+        spool: Spool | None = None,
+        client_id: ClientId | None = None,
+    ):
+        """``client_id``: by default ``clientid.resolve_client_id(cfg, device_id)``."""
         self.cfg = cfg
         self.spool = spool
         self._acks: deque[int] = deque()  # mids acknowledged by the broker (network thread)
@@ -146,15 +233,14 @@ class MqttPublisher(Sink):
         self.status = "online"
         self.connected = threading.Event()
         self.refused: str | None = None
+        self.certificate_refused: str | None = None  # the broker's certificate, for good
         self._first_answer = threading.Event()
         self._lock = threading.Lock()
         self.published = 0  # handed to the client (will be delivered unless the process dies)
         self.acked = 0  # written (QoS 0) or acknowledged (QoS 1/2)
-        self.dropped_offline = 0
-        self.dropped_queue_full = 0
         self.disconnects = 0
         self._stopping = False
-        # pose messages only (delivery(); the counters above count every topic)
+        # pose messages only (delivery(), report(); the counters above count every topic)
         self.poses = 0  # publish_pose() calls
         self.poses_delivered = 0
         self.poses_queued = 0  # QoS >= 1 without the spool: handed to the client...
@@ -171,18 +257,25 @@ class MqttPublisher(Sink):
         self._down_since: float | None = None  # monotonic
         self._was_up = False
         self._connected_at_stop = False
+        # a session taken over (network thread only): the broker closed the connection and the
+        # next attempt succeeded at once, at these times
+        self._bounce_pending = False
+        self._bounces: deque[float] = deque()
+        self._contested = False  # said so; the connection lines go to DEBUG meanwhile
         # the transport API: topic -> (callback, qos), and the on-connect hooks
         self._subscriptions: dict[str, tuple[Callable[[str, bytes], None], int]] = {}
         self._hooks: list[Callable[[], None]] = []
 
-        client_id = cfg.client_id or f"blazepose-edge-{device_id}"
+        self.client_id = client_id or resolve_client_id(cfg, device_id)
         # With the spool, keep the MQTT session across reconnects: QoS 2 handshakes in flight
         # then complete after a broker restart (if the broker persists sessions), so nothing is
         # delivered twice.
         client = _Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=spool is None
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id.value,
+            clean_session=spool is None,
         )
-        client.enable_logger(_DebugOnly(logging.getLogger(f"paho.{client_id}"), {}))
+        _paho_logger(client, device_id, self.client_id.value)
         client.connect_timeout = cfg.connect_timeout
         client.will_set(self.topic_status, "offline", qos=cfg.qos_status, retain=True)
         _credentials(client, cfg)
@@ -193,6 +286,7 @@ class MqttPublisher(Sink):
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_died = self._on_died
         self.client = client
 
     # --- connection state: one log line per change ---------------------------------------------------
@@ -215,9 +309,9 @@ class MqttPublisher(Sink):
         every = "every 1 s" if longest == 1 else f"every 1 to {longest} s"
         return f"{fate} until it answers, retrying {every}"
 
-    def _went_down(self, what: str) -> None:
-        """The broker cannot be reached (network thread, or start()): log it once.
-        ``what`` starts the line: ``MQTT broker <host:port> unreachable (<why>)``..."""
+    def _went_down(self, what: str, quiet: bool = False) -> None:
+        """The broker cannot be reached (network thread, or start()): log it once (``quiet``: at
+        DEBUG). ``what`` starts the line: ``MQTT broker <host:port> unreachable (<why>)``..."""
         with self._lock:
             if self._link == "down":
                 log.debug("%s (still)", what)
@@ -227,9 +321,9 @@ class MqttPublisher(Sink):
             self._link = "down"
             if self._down_since is None:
                 self._down_since = time.monotonic()
-        log.warning("%s; %s", what, self._meanwhile())
+        log.log(logging.DEBUG if quiet else logging.WARNING, "%s; %s", what, self._meanwhile())
 
-    def _came_up(self) -> None:
+    def _came_up(self, quiet: bool = False) -> None:
         with self._lock:
             since, self._down_since = self._down_since, None
             again, self._was_up = self._was_up, True
@@ -237,7 +331,8 @@ class MqttPublisher(Sink):
         if since is None:
             log.info("connected to MQTT broker %s", self._broker)
         else:
-            log.info(
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "%s to MQTT broker %s after %.1f s",
                 "reconnected" if again else "connected", self._broker, time.monotonic() - since,
             )  # fmt: skip
@@ -258,20 +353,60 @@ class MqttPublisher(Sink):
                     self._down_since = time.monotonic()
             self._first_answer.set()
             return
-        self.refused = None
+        self.refused = self.certificate_refused = None
         self.connected.set()
         self._first_answer.set()
-        self._came_up()
+        self._came_up(quiet=self._taken_over())
         self._publish(self.topic_status, self.status, self.cfg.qos_status, retain=True)
         for topic, (_, qos) in list(self._subscriptions.items()):
             client.subscribe(topic, qos)
         for hook in list(self._hooks):
             self._run(hook)
 
+    def _taken_over(self) -> bool:
+        """After a connection: count it if the broker had closed the last one and accepted this
+        one at the first attempt; say once when that happens ``TAKEOVER_BOUNCES`` times within
+        ``TAKEOVER_WINDOW_S``. Whether the connection lines go to DEBUG (it has been said)."""
+        now = time.monotonic()
+        if self._bounce_pending:
+            self._bounces.append(now)
+        self._bounce_pending = False
+        while self._bounces and now - self._bounces[0] > TAKEOVER_WINDOW_S:
+            self._bounces.popleft()
+        if self._contested or len(self._bounces) < TAKEOVER_BOUNCES:
+            return self._contested
+        self._contested = True
+        source = self.client_id.source
+        if self.client_id.explicit:
+            advice = ("give every client its own mqtt.client_id, or leave it empty for one that "
+                      "no other client can guess")  # fmt: skip
+        else:
+            advice = ("was this installation copied to another board (a cloned SD card)? then "
+                      "delete the kept id on one of them and restart it")  # fmt: skip
+        log.warning(
+            "MQTT broker %s closed the connection %d times in %.0f s, accepting the next one at "
+            "once each time: another client is probably connecting with the same client id (%s) "
+            "and taking the session over; %s. Further disconnections while this goes on are "
+            "logged at debug level",
+            self._broker, len(self._bounces), now - self._bounces[0], source, advice,
+        )  # fmt: skip
+        return False
+
     def _on_connect_fail(self, client, userdata) -> None:
         if self._stopping:
             return
-        self._went_down(f"MQTT broker {self._broker} unreachable ({_why(client.last_error)})")
+        self._bounce_pending = False  # the broker was really away
+        problem = _certificate_problem(client.last_error, self.cfg)
+        if problem is not None and problem[1]:  # retrying cannot help: fatal, said by the daemon
+            self.certificate_refused = f"MQTT broker {self._broker}: {problem[0]}"
+            with self._lock:
+                self._link = "down"
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+            self._first_answer.set()
+            return
+        why = problem[0] if problem is not None else _why(client.last_error)
+        self._went_down(f"MQTT broker {self._broker} unreachable ({why})")
         self._first_answer.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -284,7 +419,23 @@ class MqttPublisher(Sink):
             why = f"no answer within mqtt.keepalive ({self.cfg.keepalive} s)"
         else:
             why = "connection lost"
-        self._went_down(f"disconnected from MQTT broker {self._broker} ({why})")
+        # MQTT 3.1.1: the broker closes the connection, saying nothing, when another client
+        # takes the session over (as when it shuts down): whether the next attempt succeeds at
+        # once tells them apart (_taken_over)
+        self._bounce_pending = why == "connection lost"
+        if self._contested and (
+            not self._bounces or time.monotonic() - self._bounces[-1] > TAKEOVER_WINDOW_S
+        ):
+            self._contested = False  # quiet for a while: a new episode is said again
+        self._went_down(f"disconnected from MQTT broker {self._broker} ({why})", self._contested)
+
+    def _on_died(self, exc: Exception) -> None:
+        """paho's network thread ended with an exception: nothing is sent or received any more."""
+        if self._stopping:
+            return
+        log.error("MQTT network thread failed", exc_info=exc)
+        self.connected.clear()
+        self._first_answer.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
@@ -305,9 +456,10 @@ class MqttPublisher(Sink):
     def start(self) -> None:
         """Connect in the background; wait at most ``START_WAIT_S`` for the broker's answer.
 
-        Raises PublishError if the broker refuses the credentials. An unreachable broker is not
-        an error: one warning says so at once, the client keeps retrying and pose messages
-        follow the queue rules above meanwhile.
+        Raises PublishError if the broker refuses the credentials or its certificate fails
+        verification for good (``fatal``). An unreachable broker is not an error: one warning says
+        so at once, the client keeps retrying and pose messages follow the queue rules above
+        meanwhile.
         """
         try:
             self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
@@ -321,7 +473,7 @@ class MqttPublisher(Sink):
             self._sender.start()
         wait = min(START_WAIT_S, self.cfg.connect_timeout)
         answered = self._first_answer.wait(wait)
-        refusal = self.credentials_refused
+        refusal = self.fatal
         if refusal:
             self.client.loop_stop()
             raise PublishError(refusal)
@@ -372,12 +524,8 @@ class MqttPublisher(Sink):
         return True
 
     def _dropped(self, reason: str, pose: bool) -> bool:
-        with self._lock:
-            if reason == "offline":
-                self.dropped_offline += 1
-            else:
-                self.dropped_queue_full += 1
-            if pose:
+        if pose:  # the other topics' messages are not counted (a stats message dropped offline)
+            with self._lock:
                 self.poses_dropped[reason] += 1
         return False
 
@@ -464,8 +612,9 @@ class MqttPublisher(Sink):
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
         """Publish one message on ``topic`` (any thread). False if it was dropped: QoS 0 while
-        the broker is away, or the client's queue is full (counted in this sink's report; QoS 1
-        and 2 wait in memory for the connection). Never raises for a passing fault."""
+        the broker is away, or the client's queue is full (QoS 1 and 2 wait in memory for the
+        connection); not counted, the report counts pose messages. Never raises for a passing
+        fault."""
         return self._publish(topic, payload, qos, retain=retain)
 
     def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
@@ -508,7 +657,23 @@ class MqttPublisher(Sink):
 
     @property
     def fatal(self) -> str | None:
+        """Refused credentials, or a broker certificate that fails verification for good."""
+        if self.certificate_refused:
+            return f"{self.certificate_refused}; retrying cannot help"
         return self.credentials_refused
+
+    @property
+    def broken(self) -> str | None:
+        """paho's network thread died: nothing can be delivered any more."""
+        exc = self.client.died
+        if exc is None or self._stopping:
+            return None
+        kind = type(exc).__qualname__
+        if type(exc).__module__ != "builtins":  # struct.error, not "error"
+            kind = f"{type(exc).__module__}.{kind}"
+        text = str(exc)
+        text = text if len(text) <= 200 else text[:200] + "..."
+        return f"MQTT network thread failed ({kind}: {text}): nothing can be sent"
 
     def set_status(self, status: str) -> None:
         """Publish a retained status (``online``, ``degraded: ...``); re-sent on reconnect."""
@@ -583,8 +748,8 @@ class MqttPublisher(Sink):
             "connected": self.connected.is_set(),
             "sent": self.acked,
             "pending": self.pending,
-            "dropped_offline": self.dropped_offline,
-            "dropped_queue_full": self.dropped_queue_full,
+            "dropped_offline": self.poses_dropped["offline"],  # pose messages, as "pose"
+            "dropped_queue_full": self.poses_dropped["queue_full"],
             "disconnects": self.disconnects,
             "spool": self.spool.stats() if self.spool is not None else None,
             "pose": self.delivery().to_dict(),
@@ -604,7 +769,7 @@ def send_once(
     within ``timeout`` seconds."""
     broker = f"{cfg.host}:{cfg.port}"
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-    client.enable_logger(_DebugOnly(logging.getLogger(f"paho.{client_id}"), {}))
+    _paho_logger(client, "send_once", client_id)
     client.connect_timeout = min(cfg.connect_timeout, timeout)
     _credentials(client, cfg)
     answered = threading.Event()
@@ -619,6 +784,9 @@ def send_once(
     try:
         client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive)
     except (OSError, ValueError) as exc:
+        problem = _certificate_problem(exc, cfg)
+        if problem is not None:
+            raise PublishError(f"MQTT broker {broker}: {problem[0]}") from None
         why = _why(exc) if isinstance(exc, OSError) else str(exc)
         raise PublishError(f"MQTT broker {broker} unreachable ({why})") from None
     client.loop_start()
