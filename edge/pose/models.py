@@ -18,7 +18,9 @@ only when asked for.
 Derived models (``DERIVED``: the int8 estimator) are built on the machine by ``models/quantize.py``
 and are not in the manifest. Each comes with a record ``<name>.json`` beside it giving its size,
 SHA-256, the SHA-256 of the manifest model it was derived from and the result of its accuracy
-gate; ``locate()`` accepts one only when all of these check out.
+gate; ``locate()`` accepts one only when all of these check out. The fp16 estimators (``FP16``,
+``fp16.py``) are derived records too, but made by ``locate()`` itself on first use: a two-byte
+metadata edit of the verified float model, pinned by SHA-256.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ DERIVED = {"pose_landmark_full_int8": "pose_landmark_full"}  # derived model -> 
 # (the end of your videos held out) is used when asked for by name (``--variant int8``).
 HELD_OUT_SOURCES = "sources never calibrated on"
 YOUR_FOOTAGE = "your footage"
-AUTO_GATES = (HELD_OUT_SOURCES,)
+EMULATED_A76 = "emulated Cortex-A76 vs float"  # the fp16 estimators' gate (fp16.py)
+AUTO_GATES = (HELD_OUT_SOURCES, EMULATED_A76)
+# The fp16 estimators (fp16.py): each landmark model with its metadata set to fp16 inference.
+FP16 = {f"pose_landmark_{m}_fp16": f"pose_landmark_{m}" for m in LANDMARK_MODELS}
+DERIVED.update(FP16)
 DOWNLOAD_TIMEOUT = 60.0  # seconds without data before a download is given up
 
 
@@ -173,7 +179,11 @@ def locate(name: str, directory: Path | None = None, check: bool = True) -> Path
     directory = directory or models_dir()
     if name in DERIVED:
         path = directory / f"{name}.tflite"
-        if check:
+        if check and name in FP16:
+            from . import fp16
+
+            fp16.ensure(name, directory)  # derived from the float model if absent or stale
+        elif check:
             verify_derived(name, directory)
         return path
     table = specs()
@@ -192,6 +202,11 @@ def share_of_torso(value) -> str:
 
 
 def derived_hint(name: str, directory: Path) -> str:
+    if name in FP16:
+        return (
+            f"delete it: it is derived again from {FP16[name]}.tflite on first use "
+            "(blazepose-edge models fetch makes sure that one is there)"
+        )
     return (
         "build it with ./install.sh --int8, or: .venv/bin/python models/quantize.py --out "
         f"{directory / (name + '.tflite')}"
