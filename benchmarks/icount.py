@@ -15,7 +15,8 @@ system calls (``close()`` on two descriptors no process has open); the plugin co
 instructions retired between them, in total and per class (SIMD/FP, loads and stores, float FMLA,
 int8 dot product, fp16 arithmetic). Models as the pipeline runs them: the detector as shipped,
 each estimator cut to the outputs the pipeline reads (segmentation head pruned), the int8
-estimator when ``./install.sh --int8`` has built it. Inputs are fixed pseudo-random tensors: the
+estimator when ``./install.sh --int8`` has built it, the fp16 estimators (``full-fp16``: the float
+model marked for fp16 inference, ``edge/pose/fp16.py``; fp16 kernels on the A76 only). Inputs are fixed pseudo-random tensors: the
 kernels' instruction counts do not depend on the values.
 
 XNNPACK picks its kernels by the features the emulated core reports (qemu sets the aarch64
@@ -251,6 +252,7 @@ def build_root(cache: Path) -> Path:
         return root
     tmp = root.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
     say(f"building a Debian {SUITE} arm64 userland")
     cmd = ["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase"]
     cmd += [f"--include={DEB_INCLUDE}", SUITE, str(tmp), apt_mirror()]
@@ -362,6 +364,13 @@ def prepare_models(cache: Path, wanted: list[str], anchors: bool) -> list[dict]:
         path = directory / f"{name}.tflite"
         if not path.exists():
             continue
+        if variant == "fp16":  # the float model marked for fp16 inference (edge/pose/fp16.py)
+            from edge.pose import fp16
+
+            name = fp16.name_for(model)
+            content = fp16.edit(path.read_bytes())
+            path = folder / f"{name}-{hashlib.sha256(content).hexdigest()[:12]}.tflite"
+            path.write_bytes(content)
         content = Model._pruned(_Source(path), Interpreter, LandmarkModel.OUTPUTS, prune)
         add(label, name, content if content is not None else path.read_bytes())
     if anchors:

@@ -22,6 +22,8 @@ def _cache_home(tmp_path, monkeypatch):
     monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(variants, "MEASURE_SECONDS", 0.0)  # MIN_ROUNDS rounds only
+    # int8 vs float here on any host: fp16 (tests/test_fp16.py) is left out as on a core without it
+    monkeypatch.setattr(variants, "has_fp16_arithmetic", lambda: False)
 
 
 def write_record(directory, **changes):
@@ -114,7 +116,7 @@ def test_auto_with_one_candidate_takes_float_without_measuring(float_dir, monkey
     with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=float_dir)
     assert est.variant == "float"
-    assert "only verified variant (int8 absent)" in est.variant_reason
+    assert "only verified variant (int8 absent, fp16 no fp16 arithmetic" in est.variant_reason
     assert "variant auto: float" in caplog.text
     assert not (variants.cache_dir() / variants.CACHE_NAME).exists()
 
@@ -221,9 +223,13 @@ def test_variants_per_model():
     assert variants.variants("full") == {
         "float": ("pose_detection", "pose_landmark_full"),
         "int8": ("pose_detection", INT8),
+        "fp16": ("pose_detection", "pose_landmark_full_fp16"),
     }
     for model in ("lite", "heavy"):  # no int8 estimator is derived from these
-        assert variants.variants(model) == {"float": ("pose_detection", f"pose_landmark_{model}")}
+        assert variants.variants(model) == {
+            "float": ("pose_detection", f"pose_landmark_{model}"),
+            "fp16": ("pose_detection", f"pose_landmark_{model}_fp16"),
+        }
 
 
 def test_model_and_variant_are_checked_before_loading(tmp_path):
@@ -241,7 +247,7 @@ def test_auto_for_lite_or_heavy_never_picks_full_int8(int8_dir, need_model, mode
     est = PoseEstimator(model=model, tracking=False, models_dir=int8_dir)
     assert est.model == model and est.variant == "float"
     assert est.model_files["estimator"] == int8_dir / f"pose_landmark_{model}.tflite"
-    assert f"only verified variant (int8 none for {model})" in est.variant_reason
+    assert f"only verified variant (int8 none for {model}," in est.variant_reason
 
 
 def test_a_missing_model_names_the_command_that_fetches_it(float_dir, capsys):

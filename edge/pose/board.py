@@ -53,6 +53,25 @@ def cpu_isa() -> str:
     return " ".join([name, *(f for f in ISA_FEATURES if f in flags)])
 
 
+def has_fp16_arithmetic(cpuinfo: str | None = None) -> bool:
+    """Whether the cores can run XNNPACK's fp16 kernels natively: ARMv8.2 FP16 arithmetic, which
+    /proc/cpuinfo (text ``cpuinfo``, default this machine's) reports on ARM as ``fphp`` (scalar)
+    and ``asimdhp`` (NEON), e.g. the Pi 5's Cortex-A76, not the Pi 4's Cortex-A72. Every core's
+    ``Features`` line must have both. Never true on x86: XNNPACK counts no x86 core as native
+    fp16 (not even one with ``avx512_fp16``) and runs a model marked for fp16 in fp32 there."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    lines = [
+        line.split(":", 1)[1].split()
+        for line in cpuinfo.splitlines()
+        if ":" in line and line.split(":", 1)[0].strip().lower() == "features"
+    ]
+    return bool(lines) and all({"fphp", "asimdhp"} <= set(flags) for flags in lines)
+
+
 def board_model() -> str | None:
     """The board's name from the device tree (``Raspberry Pi 5 Model B Rev 1.0``), else None."""
     try:

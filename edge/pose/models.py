@@ -16,9 +16,11 @@ The landmark model comes in three sizes, MediaPipe's ``model_complexity`` 0, 1 a
 only when asked for.
 
 Derived models (``DERIVED``: the int8 estimator, the int8 detector) are built by
-``models/quantize.py`` (or installed prebuilt from the checkout) and are not in the manifest. Each comes with a record ``<name>.json`` beside it giving its size,
-SHA-256, the SHA-256 of the manifest model it was derived from and the result of its accuracy
-gate; ``locate()`` accepts one only when all of these check out.
+``models/quantize.py`` (or installed prebuilt from the checkout) and are not in the manifest.
+Each comes with a record ``<name>.json`` beside it giving its size, SHA-256, the SHA-256 of the manifest model it was derived from and the result of its accuracy
+gate; ``locate()`` accepts one only when all of these check out. The fp16 estimators (``FP16``,
+``fp16.py``) are derived records too, but made by ``locate()`` itself on first use: a two-byte
+metadata edit of the verified float model, pinned by SHA-256.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ INT8_DETECTOR = "pose_detection_int8"
 # (the end of your videos held out) is used when asked for by name (``--variant int8``).
 HELD_OUT_SOURCES = "sources never calibrated on"
 YOUR_FOOTAGE = "your footage"
-AUTO_GATES = (HELD_OUT_SOURCES,)
+EMULATED_A76 = "emulated Cortex-A76 vs float"  # the fp16 estimators' gate (fp16.py)
+AUTO_GATES = (HELD_OUT_SOURCES, EMULATED_A76)
+# The fp16 estimators (fp16.py): each landmark model with its metadata set to fp16 inference.
+FP16 = {f"pose_landmark_{m}_fp16": f"pose_landmark_{m}" for m in LANDMARK_MODELS}
+DERIVED.update(FP16)
 DOWNLOAD_TIMEOUT = 60.0  # seconds without data before a download is given up
 
 
@@ -175,7 +181,11 @@ def locate(name: str, directory: Path | None = None, check: bool = True) -> Path
     directory = directory or models_dir()
     if name in DERIVED:
         path = directory / f"{name}.tflite"
-        if check:
+        if check and name in FP16:
+            from . import fp16
+
+            fp16.ensure(name, directory)  # derived from the float model if absent or stale
+        elif check:
             verify_derived(name, directory)
         return path
     table = specs()
@@ -194,6 +204,11 @@ def share_of_torso(value) -> str:
 
 
 def derived_hint(name: str, directory: Path) -> str:
+    if name in FP16:
+        return (
+            f"delete it: it is derived again from {FP16[name]}.tflite on first use "
+            "(blazepose-edge models fetch makes sure that one is there)"
+        )
     source = DERIVED.get(name, "")
     model = "detector" if source == DETECTOR else source.removeprefix("pose_landmark_")
     flag = "" if model == DEFAULT_MODEL else f" --model {model}"

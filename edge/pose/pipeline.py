@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .board import has_fp16_arithmetic
 from .detector import MIN_SCORE, Detector
 from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
 from .models import DEFAULT_MODEL, LANDMARK_MODELS, int8_name, locate
@@ -108,7 +109,9 @@ class PoseEstimator:
     ``num_poses``, those already tracked are kept and the others are ignored until a track ends.
 
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
-    for full only, accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest
+    for full only, accepted only if it passed its accuracy gate), ``"fp16"`` (the landmark model
+    marked for fp16 inference, derived from it on first use: fp16 on cores with fp16 arithmetic,
+    fp32 elsewhere; ``edge/pose/fp16.py``) or ``"auto"`` (the fastest
     verified variant of ``model`` on this board, measured once and cached; see
     ``edge/pose/variants.py``). ``self.variant`` is the one in use and ``self.variant_reason``
     says why. The detector is float, or for ``int8`` and ``auto`` the int8 detector where it
@@ -172,6 +175,8 @@ class PoseEstimator:
             self.estimator = choice.model
         else:
             self.variant, self.variant_reason = variant, "requested"
+            if variant == "fp16" and not has_fp16_arithmetic():
+                self.variant_reason += " (no fp16 arithmetic on this CPU: XNNPACK runs it in fp32)"
             self.estimator = load(locate(table[variant][1], directory))
         self.model = model
 

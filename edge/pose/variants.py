@@ -4,7 +4,10 @@ A variant is a (detector, estimator) pair of model names for one landmark model 
 heavy); the table names the float detector, which ``choose_detector`` (below) may swap for the
 int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
 machine (for full only: ``models.DERIVED``), which is used only when its record verifies and its
-accuracy gate passed (``models.verify_derived``).
+accuracy gate passed (``models.verify_derived``); ``fp16`` the landmark model marked for fp16
+inference (``fp16.py``; derived on first use), which XNNPACK runs in fp16 on cores with fp16
+arithmetic and in fp32 elsewhere. ``auto`` considers fp16 only on such cores
+(``board.has_fp16_arithmetic``: ARMv8.2 FP16, e.g. the Pi 5's Cortex-A76; never on x86).
 
 ``auto`` takes the variants whose files are present and verify and, for a derived model, whose
 accuracy gate was judged on sources its calibration never saw (``models.AUTO_GATES``; a model
@@ -42,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from . import models
-from .board import board_model, cpu_isa, cpu_model
+from .board import board_model, cpu_isa, cpu_model, has_fp16_arithmetic
 from .models import ModelError
 from .runtime import default_threads, interpreter_class
 
@@ -56,11 +59,12 @@ def variants(model: str = models.DEFAULT_MODEL) -> dict[str, tuple[str, str]]:
     int8 = models.int8_name(model)
     if int8:
         table["int8"] = (models.DETECTOR, int8)
+    table["fp16"] = (models.DETECTOR, f"{models.estimator_name(model)}_fp16")  # models.FP16
     return table
 
 
 VARIANTS = variants()  # full's
-CHOICES = ("auto", "float", "int8")
+CHOICES = ("auto", "float", "int8", "fp16")
 MEASURE_SECONDS = 3.0  # measuring window of ``auto`` at first start
 ROUND_INVOKES = 10  # invokes per candidate per round; rounds alternate the candidates' order
 MIN_ROUNDS = 2
@@ -94,9 +98,9 @@ def candidates(
 ) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
     """The variants of landmark model ``model`` whose estimator is present and verifies,
     {variant: (path, sha256)}, and why the others are left out, {variant: "absent" | "unusable"
-    | "not gated on held-out sources" | "none for <model>"}. A broken float model raises
-    ``ModelError``; an int8 model that is present but does not verify is left out with a
-    warning."""
+    | "not gated on held-out sources" | "none for <model>" | "no fp16 arithmetic on this CPU"}.
+    A broken float model raises ``ModelError``; an int8 model that is present but does not verify
+    is left out with a warning; the fp16 model is derived here on first use."""
     found: dict[str, tuple[Path, str]] = {}
     left_out: dict[str, str] = {}
     table = variants(model)
@@ -104,6 +108,16 @@ def candidates(
         if variant not in table:
             left_out[variant] = f"none for {model}"
     for variant, (_, name) in table.items():
+        if name in models.FP16 and not has_fp16_arithmetic():
+            left_out[variant] = "no fp16 arithmetic on this CPU"
+            continue
+        if name in models.FP16:
+            try:
+                models.locate(name, directory)  # derived from the float model on first use
+            except ModelError as exc:
+                log.warning("variant %s left out of auto: %s", variant, exc)
+                left_out[variant] = "unusable"
+                continue
         if name in models.DERIVED:
             if not models.derived_present(name, directory):
                 left_out[variant] = "absent"

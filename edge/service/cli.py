@@ -20,7 +20,9 @@ from .media import demo_clip
 
 VARIANT_HELP = (
     "model variant: auto (the fastest verified variant on this board, measured once and cached), "
-    "float, or int8 (the int8 estimator built by models/quantize.py; full only)"
+    "float, int8 (the int8 estimator built by models/quantize.py; full only) or fp16 (the "
+    "landmark model marked for fp16 inference: fp16 on cores with fp16 arithmetic such as the "
+    "Pi 5's, fp32 elsewhere)"
 )
 MODEL_HELP = (
     "landmark model: lite (fastest), full or heavy (most accurate): MediaPipe's "
@@ -255,8 +257,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"ok {path} sha256 {spec.sha256}")
     for name in models.DERIVED:  # optional: absent is fine, present must verify
         path = directory / f"{name}.tflite"
+        kind = "fp16" if name in models.FP16 else "int8"
         if not models.derived_present(name, directory):
-            print(f"absent {path} (optional int8 variant; {models.derived_hint(name, directory)})")
+            hint = (
+                "derived from the float model on first use"
+                if kind == "fp16"
+                else models.derived_hint(name, directory)
+            )
+            print(f"absent {path} (optional {kind} variant; {hint})")
             continue
         try:
             record = models.verify_derived(name, directory)
@@ -266,7 +274,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             continue
         gate = record["gate"]
         print(
-            f"ok {path} sha256 {record['sha256']} (int8 variant, accuracy gate passed: mean "
+            f"ok {path} sha256 {record['sha256']} ({kind} variant, accuracy gate passed: mean "
             f"{models.share_of_torso(gate.get('mean_vs_float'))}, worst "
             f"{models.share_of_torso(gate.get('worst_vs_float'))} of torso vs float)"
         )

@@ -296,7 +296,9 @@ class PipelineConfig:
         "auto",
         "Model variant: auto = the fastest verified variant on this board (measured once, "
         "cached); float; int8 = the int8 estimator built by models/quantize.py "
-        "(install.sh --int8).",
+        "(install.sh --int8); fp16 = the landmark model marked for fp16 inference (derived on "
+        "first use; fp16 on cores with fp16 arithmetic such as the Pi 5's, fp32 elsewhere; auto "
+        "considers it only there).",
         choices=VARIANT_CHOICES,
     )
     threads: int = setting(
