@@ -170,7 +170,10 @@ def test_infer_refuses_a_video_above_the_pixel_limit(tmp_path, monkeypatch, caps
     monkeypatch.setenv("BLAZEPOSE_EDGE_MAX_IMAGE_PIXELS", "100000")
     assert main(["infer", "--json", str(clip)]) == 1
     captured = capsys.readouterr()
-    assert "huge.avi: frames of 640 x 480 pixels are above the limit of 100000" in captured.err
+    assert (
+        "huge.avi: frames of 640 x 480 pixels (0 Mpx) refused without decoding: more than the limit of 0.1 Mpx"
+        in captured.err
+    )
     assert captured.out == ""
 
 

@@ -137,6 +137,15 @@ def test_a_truncated_jpeg_is_reported(media, models_ready, tmp_path, capsys, cap
     assert "cut.jpg: warning: the file is cut short" in err
 
 
+def test_decoders_own_lines_stay_off_the_terminal(media, models_ready, tmp_path, capfd):
+    """libjpeg prints "Premature end of JPEG file" itself; the warning above says it once."""
+    path = cut_jpeg(media, tmp_path)
+    assert main(["infer", str(path)]) == 0
+    err = capfd.readouterr().err
+    assert "cut.jpg: warning: the file is cut short" in err
+    assert "Premature end of JPEG" not in err
+
+
 def damaged_video(media, tmp_path):
     """street.avi (205 frames) with its second half overwritten by noise."""
     data = (media / "video" / "street.avi").read_bytes()

@@ -15,6 +15,7 @@ marker (a truncated file) is decoded (the missing part is grey) and reported.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import struct
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .logs import native_stderr_to_log
 
 ENV_MAX_PIXELS = "BLAZEPOSE_EDGE_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 8192 * 8192
@@ -219,6 +222,19 @@ def jpeg_truncated(path: Path) -> bool:
         return True
 
 
+def oversized(what: str, width: int, height: int) -> str | None:
+    """Why an image (or a video's frames) of ``width`` x ``height`` is refused, or None;
+    ``what`` starts the sentence ("PNG of", "frames of")."""
+    limit = max_pixels()
+    if width * height <= limit:
+        return None
+    return (
+        f"{what} {width} x {height} pixels ({width * height / 1e6:.0f} Mpx) refused without "
+        f"decoding: more than the limit of {limit / 1e6:.1f} Mpx (set {ENV_MAX_PIXELS} to allow "
+        "larger ones)"
+    )
+
+
 def read_image(path: Path) -> tuple[np.ndarray, str | None]:
     """The image as BGR, and a warning (a truncated file) or None. Raises ImageError for a file
     that is refused (too large, a format not read here) or cannot be decoded."""
@@ -226,14 +242,11 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
     if found is None:
         raise ImageError(f"not a readable image (the formats read are {FORMATS})")
     kind, width, height = found
-    limit = max_pixels()
-    if width * height > limit:
-        raise ImageError(
-            f"{kind} of {width} x {height} pixels ({width * height / 1e6:.0f} Mpx) refused "
-            f"without decoding it: more than the limit of {limit / 1e6:.1f} Mpx "
-            f"(set {ENV_MAX_PIXELS} to read larger images)"
-        )
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    problem = oversized(f"{kind} of", width, height)
+    if problem:
+        raise ImageError(problem)
+    with native_stderr_to_log(logging.DEBUG):  # libjpeg's "Premature end of JPEG file" and
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # libpng's errors: said below, once
     if image is None:
         raise ImageError("not a readable image")
     warning = None

@@ -50,9 +50,10 @@ def quiet_opencv(level: str) -> None:
 
 
 @contextlib.contextmanager
-def native_stderr_to_log() -> Iterator[None]:
-    """Send what native code writes to file descriptor 2 meanwhile to the log instead. Python's
-    own log lines keep going to the terminal (through a copy of the original descriptor)."""
+def native_stderr_to_log(level: int = logging.WARNING) -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 meanwhile to the log instead, at
+    ``level`` (TFLite's ``INFO:`` lines at debug). Python's own log lines keep going to the
+    terminal (through a copy of the original descriptor)."""
     if log.isEnabledFor(logging.DEBUG):  # debug: show them as they come
         yield
         return
@@ -83,4 +84,4 @@ def native_stderr_to_log() -> Iterator[None]:
             caught.seek(0)
             text = caught.read().decode(errors="replace")
         for line in filter(None, (line.strip() for line in text.splitlines())):
-            log.log(logging.DEBUG if line.startswith("INFO:") else logging.WARNING, "%s", line)
+            log.log(logging.DEBUG if line.startswith("INFO:") else level, "%s", line)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import cv2
 
-from ..images import ENV_MAX_PIXELS, ImageError, max_pixels
+from .. import images
+from ..images import ImageError
 from .base import Frame, Source, SourceError, redact
 
 log = logging.getLogger(__name__)
@@ -24,19 +25,13 @@ def oversized(cap: cv2.VideoCapture) -> str | None:
     """Why the video's frames are too large to decode, or None. Checked after opening, before
     the first frame is decoded (opening reads the container's header only): FFmpeg accepts frames
     of up to about 268 Mpx, and one 16000 x 16000 frame takes over a gigabyte once decoded and
-    converted. The limit is the one for still images (``images.max_pixels``)."""
+    converted. The limit is the one for still images."""
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     try:
-        limit = max_pixels()
-    except ImageError as exc:
+        return images.oversized("frames of", width, height)
+    except ImageError as exc:  # a bad limit in the environment
         return str(exc)
-    if width * height > limit:
-        return (
-            f"frames of {width} x {height} pixels are above the limit of {limit} pixels "
-            f"(set {ENV_MAX_PIXELS} to allow them)"
-        )
-    return None
 
 
 class VideoCaptureSource(Source):
