@@ -5,6 +5,8 @@ arms, from its first frame) and blank frames (nobody)."""
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from pathlib import Path
 
@@ -174,3 +176,84 @@ def test_idle_detect_hz_is_checked(models_ready, bad):
         est.idle_detect_hz = bad
     est.idle_detect_hz = 2  # settable between frames
     assert est.idle_detect_hz == 2.0
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+def test_config_key(tmp_path):
+    from edge.service import config
+
+    assert config.default("pipeline.idle_detect_hz") == 1.5
+    assert "pipeline.idle_detect_hz" in config.RELOADABLE
+    path = tmp_path / "config.toml"
+    path.write_text("[pipeline]\nidle_detect_hz = 0.5\n")
+    assert config.load(path).pipeline.idle_detect_hz == 0.5
+    path.write_text("[pipeline]\nidle_detect_hz = -1\n")
+    with pytest.raises(config.ConfigError, match="pipeline.idle_detect_hz"):
+        config.load(path)
+
+
+def test_pose_json_says_scanned_false_only_on_frames_not_looked_at():
+    from edge.service.sinks import pose_binary, pose_json
+
+    unscanned = json.loads(pose_json("cam", 3, 1.5, 640, 480, [], scanned=False))
+    assert unscanned["poses"] == [] and unscanned["scanned"] is False
+    assert "scanned" not in json.loads(pose_json("cam", 3, 1.5, 640, 480, []))
+    # the binary layout has no room for it: the same message as a frame with nobody in view
+    assert pose_binary(3, 1.5, 640, 480, Poses(scanned=False)) == pose_binary(3, 1.5, 640, 480, [])
+
+
+def test_daemon_publishes_frames_not_looked_at_as_empty_and_scanned_false(
+    models_ready, tmp_path, clip, blank
+):
+    """Blank images played as a 30 FPS clip with idle_detect_hz = 5, then the person: every
+    frame gives one message; those not scanned have no poses and "scanned": false; they obey
+    the schema; the person is found at the next scan."""
+    from edge.service.config import load
+    from edge.service.daemon import Daemon
+    from edge.service.sinks import StdoutPublisher
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = [blank] * 12 + clip[:3]
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+    cfg = load(None, {"source.uri": str(folder), "mqtt.host": "none"})
+    cfg.pipeline.idle_detect_hz = 5.0
+    cfg.pipeline.variant = "float"
+    out = io.StringIO()
+    daemon = Daemon(cfg, sinks=[StdoutPublisher(stream=out, device="x")])
+    assert daemon.run() == 0
+    messages = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [m["frame"] for m in messages] == list(range(len(frames)))
+    not_scanned = [m["frame"] for m in messages if m.get("scanned") is False]
+    assert not_scanned == [1, 2, 3, 4, 5, 7, 8, 9, 10, 11]  # scans on 0, 6 and 12
+    assert all(messages[i]["poses"] == [] for i in not_scanned)
+    assert "scanned" not in messages[0] and "scanned" not in messages[6]
+    assert [len(m["poses"]) for m in messages[12:]] == [1, 1, 1]  # found at the scan on 12
+    assert daemon.stats()["scanned_share"] == pytest.approx(5 / 15, abs=1e-4)
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    for message in messages:
+        validator.validate(message)
+
+
+def test_sighup_applies_idle_detect_hz(models_ready, caplog):
+    import copy
+    import logging
+
+    from edge.service.config import load
+    from edge.service.daemon import Daemon
+
+    cfg = load(None, {"source.uri": "demo", "mqtt.host": "none"})
+    cfg.pipeline.variant = "float"
+    new = copy.deepcopy(cfg)
+    new.pipeline.idle_detect_hz = 0.5
+    daemon = Daemon(cfg, sinks=[], reload_config=lambda: new)
+    assert daemon.estimator.idle_detect_hz == 1.5  # built with the configured rate
+    caplog.set_level(logging.INFO)
+    daemon.request_reload()
+    daemon._apply_reload()
+    assert daemon.estimator.idle_detect_hz == 0.5 and cfg.pipeline.idle_detect_hz == 0.5
+    assert "applied: pipeline.idle_detect_hz" in caplog.text
