@@ -121,6 +121,9 @@ def test_after_the_last_track_ends_every_frame_is_scanned_for_one_interval(
     # interval (6 frames) of frame 2, the last one someone was tracked on; then one scan an
     # interval: 7 + 6 = 13, 19
     assert scanned(out) == [0, 1, 2, 3, 4, 5, 6, 7, 13, 19]
+    # a frame not looked at always follows one with nobody: presence (Home Assistant, the live
+    # view) reads the same from both and cannot flap
+    assert all(not out[i - 1] for i, r in enumerate(out) if not r.scanned)
 
 
 def test_a_person_lost_for_a_moment_is_found_again_on_the_next_frame(models_ready, clip, blank):
@@ -176,6 +179,8 @@ def test_idle_detect_hz_is_checked(models_ready, bad):
         est.idle_detect_hz = bad
     est.idle_detect_hz = 2  # settable between frames
     assert est.idle_detect_hz == 2.0
+    est.idle_detect_hz = np.float32(0.5)  # numpy numbers too
+    assert est.idle_detect_hz == 0.5 and type(est.idle_detect_hz) is float
 
 
 # --- the service ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ IDLE_TOLERANCE_MS = 1e-3
 def _check_idle_hz(value) -> None:
     if (
         isinstance(value, bool)
-        or not isinstance(value, int | float)
+        or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
         or value < 0
     ):
@@ -155,11 +156,11 @@ class PoseEstimator:
     ``idle_detect_hz``: in video mode, while nobody is tracked, look for people at most this
     many times per second of the frames' timestamps instead of on every frame (0, the default:
     every frame, as MediaPipe). The frames in between come back at once, without being looked
-    at, as an empty ``Poses`` whose ``scanned`` is False. A person walking in is found at most
-    ``1 / idle_detect_hz`` seconds after the first frame they could be found on. Once someone is
-    tracked every frame is processed; when the last track ends, every frame is scanned for one
-    more interval (a person lost for a moment is usually still there), then once an interval.
-    Static mode scans every image.
+    at, as an empty ``Poses`` whose ``scanned`` is False. A person walking in is found within
+    ``1 / idle_detect_hz`` seconds of the first frame they can be found on (if they still can be
+    on the next scan's frame). Once someone is tracked every frame is processed; when the last
+    track ends, every frame is scanned for one more interval (a person lost for a moment is
+    usually still there), then once an interval. Static mode scans every image.
 
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
     for full only, accepted only if it passed its accuracy gate) or ``"auto"`` (the fastest
