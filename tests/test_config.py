@@ -164,7 +164,7 @@ def test_validate_checks_types_of_a_config_built_in_code():
 
 
 def test_every_key_is_declared_once_with_a_description():
-    assert len(config.KEYS) == 53
+    assert len(config.KEYS) == 54
     for key in config.KEYS.values():
         assert key.spec.doc.strip(), key.name
         assert key.type in (bool, int, float, str), key.name
@@ -177,6 +177,7 @@ def test_reloadable_keys_come_from_the_declarations():
         "mqtt.stats_interval",
         "pipeline.min_detection_score",
         "pipeline.smoothing",
+        "pipeline.idle_detect_hz",
     } == config.RELOADABLE
 
 

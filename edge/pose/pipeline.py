@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,24 @@ from .variants import CHOICES, choose, choose_detector, variants
 log = logging.getLogger(__name__)
 
 
+# Timestamps computed as i * 1000 / fps fall a hair short of whole intervals (6 frames at 30 FPS
+# are 199.99999999999997 ms): a scan is due this much before the interval is complete.
+IDLE_TOLERANCE_MS = 1e-3
+
+
+def _check_idle_hz(value) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"idle_detect_hz must be a number >= 0 (scans per second; 0: every frame), not "
+            f"{value!r}"
+        )
+
+
 class FrameError(ValueError):
     """The frame cannot be processed (wrong type, shape or dtype, or empty)."""
 
@@ -68,23 +87,50 @@ class Pose:
         }
 
 
-def check_frame(frame: np.ndarray) -> np.ndarray:
-    """Return ``frame`` as an (H, W, 3) uint8 BGR array with packed pixels (padded rows, as in
-    camera buffers, are kept without a copy), or raise ``FrameError``."""
+class Poses(list):
+    """What ``PoseEstimator.process`` returns: a list of ``Pose`` (best first in static mode,
+    ordered by id in video mode), with one more attribute:
+
+    ``scanned``: whether the frame was looked at. Always True, except in video mode with
+    ``idle_detect_hz`` set: while nobody is tracked, frames between two scans are not looked at
+    and come back at once as an empty ``Poses`` with ``scanned`` False (nobody was tracked on
+    the frame before, and nobody is known to be in this one)."""
+
+    scanned: bool = True
+
+    def __init__(self, poses=(), scanned: bool = True):
+        super().__init__(poses)
+        self.scanned = scanned
+
+    def __repr__(self) -> str:
+        return f"Poses({list.__repr__(self)}, scanned={self.scanned})"
+
+
+def _check_shape(frame: np.ndarray) -> None:
+    """Raise ``FrameError`` unless ``frame`` is a frame ``check_frame`` accepts (cheap: no
+    pixel is read or copied)."""
     if not isinstance(frame, np.ndarray):
         raise FrameError(f"frame must be a numpy array, not {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise FrameError(f"frame must be uint8, not {frame.dtype}")
+    shape = frame.shape
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4)):
+        if shape[0] < 2 or shape[1] < 2:
+            raise FrameError(f"frame is empty or too small: {(*shape[:2], 3)}")
+        return
+    raise FrameError(f"frame must be (H, W, 3) BGR, got shape {shape}")
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """Return ``frame`` as an (H, W, 3) uint8 BGR array with packed pixels (padded rows, as in
+    camera buffers, are kept without a copy), or raise ``FrameError``."""
+    _check_shape(frame)
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
-    elif frame.ndim == 3 and frame.shape[2] == 4:
+    elif frame.shape[2] == 4:
         frame = frame[:, :, :3]
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise FrameError(f"frame must be (H, W, 3) BGR, got shape {frame.shape}")
-    if frame.shape[0] < 2 or frame.shape[1] < 2:
-        raise FrameError(f"frame is empty or too small: {frame.shape}")
     if frame.strides[1:] != (3, 1):  # rows may be padded (camera buffers), pixels may not
         frame = np.ascontiguousarray(frame)
     return frame
@@ -107,6 +153,15 @@ class PoseEstimator:
     people are tracked the detector runs every ``redetect_interval`` frames (on every frame while
     nobody is, and at once when a track ends) to find newcomers. With more people in view than
     ``num_poses``, those already tracked are kept and the others are ignored until a track ends.
+
+    ``idle_detect_hz``: in video mode, while nobody is tracked, look for people at most this
+    many times per second of the frames' timestamps instead of on every frame (0, the default:
+    every frame, as MediaPipe). The frames in between come back at once, without being looked
+    at, as an empty ``Poses`` whose ``scanned`` is False. A person walking in is found within
+    ``1 / idle_detect_hz`` seconds of the first frame they can be found on (if they still can be
+    on the next scan's frame). Once someone is tracked every frame is processed; when the last
+    track ends, every frame is scanned for one more interval (a person lost for a moment is
+    usually still there), then once an interval. Static mode scans every image.
 
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator built by ``models/quantize.py``,
     for full only, accepted only if it passed its accuracy gate), ``"fp16"`` (the landmark model
@@ -134,6 +189,7 @@ class PoseEstimator:
         models_dir: str | Path | None = None,
         num_poses: int = 1,
         redetect_interval: int = REDETECT_INTERVAL,
+        idle_detect_hz: float = 0.0,
     ):
         if model not in LANDMARK_MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {', '.join(LANDMARK_MODELS)}")
@@ -147,6 +203,7 @@ class PoseEstimator:
             raise ValueError(
                 f"redetect_interval must be an integer >= 1 (frames), not {redetect_interval!r}"
             )
+        _check_idle_hz(idle_detect_hz)
         if variant not in CHOICES:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
         if variant == "int8" and int8_name(model) is None:
@@ -193,6 +250,10 @@ class PoseEstimator:
         self.redetect_interval = redetect_interval
         self.tracker = Tracker(enabled=tracking)
         self._last_t: float | None = None  # the last timestamp_ms, to notice a step back
+        self._idle_hz = float(idle_detect_hz)
+        self._last_scan_t: float | None = None  # when the detector last ran with nobody tracked
+        self._last_seen_t: float | None = None  # the last frame on which someone was tracked
+        self._scanned = 0  # frames looked at (``frames_scanned``)
         self._timings: dict[str, float] = {}
         self._model_files = {
             "detector": self.detector.model.path,
@@ -239,6 +300,37 @@ class PoseEstimator:
         self._smoothing = bool(value)
 
     @property
+    def idle_detect_hz(self) -> float:
+        """Scans per second while nobody is tracked (video mode; 0: every frame). Settable
+        between frames."""
+        return self._idle_hz
+
+    @idle_detect_hz.setter
+    def idle_detect_hz(self, value: float) -> None:
+        _check_idle_hz(value)
+        self._idle_hz = float(value)
+
+    def wants_frame(self, timestamp_ms: float) -> bool:
+        """Whether ``process`` would look at a frame with this timestamp if it came next: False
+        only for a frame that ``idle_detect_hz`` skips (then ``process`` returns an empty
+        ``Poses`` with ``scanned`` False whatever the pixels are). A caller may use it to spare
+        the work of making such a frame (converting, copying), but must still call ``process``
+        with every frame, made or not, for the next answers to hold."""
+        return not self._skips(float(timestamp_ms))
+
+    def _skips(self, t: float) -> bool:
+        """Whether a frame at ``t`` (ms) is not looked at: video mode, ``idle_detect_hz`` on,
+        nobody tracked, less than one interval since the last scan, and more than one since the
+        last frame someone was tracked on (a timestamp that goes back scans)."""
+        if not self.tracking or self._idle_hz <= 0 or self.tracker.tracks:
+            return False
+        interval = 1000.0 / self._idle_hz - IDLE_TOLERANCE_MS
+        seen, scan = self._last_seen_t, self._last_scan_t
+        if seen is not None and seen <= t < seen + interval:
+            return False  # just lost: scan every frame for one interval
+        return scan is not None and scan <= t < scan + interval
+
+    @property
     def timings(self) -> dict[str, float]:
         """Milliseconds per stage of the last ``process`` call (a copy)."""
         return dict(self._timings)
@@ -247,6 +339,12 @@ class PoseEstimator:
     def frames_processed(self) -> int:
         """Frames given to ``process`` since the estimator was made or ``reset_counters``."""
         return self.tracker.frames
+
+    @property
+    def frames_scanned(self) -> int:
+        """How many of those frames were looked at (all of them unless ``idle_detect_hz`` skipped
+        some)."""
+        return self._scanned
 
     @property
     def detector_runs(self) -> int:
@@ -259,8 +357,9 @@ class PoseEstimator:
         return self.tracker.detector_share
 
     def reset_counters(self) -> None:
-        """Start ``frames_processed`` and ``detector_runs`` again from 0 (after a warm-up)."""
-        self.tracker.frames = self.tracker.detector_runs = 0
+        """Start ``frames_processed``, ``frames_scanned`` and ``detector_runs`` again from 0
+        (after a warm-up)."""
+        self.tracker.frames = self.tracker.detector_runs = self._scanned = 0
 
     def close(self) -> None:
         """Release the interpreters. ``process`` raises afterwards; closing twice is fine."""
@@ -276,17 +375,23 @@ class PoseEstimator:
     def reset(self) -> None:
         """Forget the tracked people (start of a new video); ids start again from 0."""
         self.tracker.reset()
-        self._last_t: float | None = None
+        self._last_t = self._last_scan_t = self._last_seen_t = None
 
-    def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> list[Pose]:
+    def process(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> Poses:
         """Poses in ``frame_bgr`` (H, W, 3 uint8 BGR). ``timestamp_ms`` drives smoothing in video
-        mode; without it the monotonic clock is used."""
+        mode, and the scans of ``idle_detect_hz``; without it the monotonic clock is used."""
         if self._closed:
             raise RuntimeError("PoseEstimator is closed")
-        frame = check_frame(frame_bgr)
+        _check_shape(frame_bgr)
         t = time.monotonic() * 1000.0 if timestamp_ms is None else float(timestamp_ms)
         if not math.isfinite(t):
             raise ValueError(f"timestamp_ms must be a finite number of milliseconds, not {t}")
+        if self._skips(t):  # nobody tracked, no scan due: not looked at
+            self._last_t = t
+            self.tracker.skipped()
+            self._timings = {}
+            return Poses(scanned=False)
+        frame = check_frame(frame_bgr)
         if self.tracking and self._last_t is not None and t < self._last_t:
             # a seek back, or another clip without reset(): the filters would pass raw values
             # until time caught up again, so start them afresh (the track itself may go on)
@@ -297,8 +402,16 @@ class PoseEstimator:
             self.tracker.restart_smoothing()
         self._last_t = t
         sw = Stopwatch()
+        idle = not self.tracker.tracks
+        runs = self.tracker.detector_runs
         found = self._estimate(frame, sw)
-        poses: list[Pose] = []
+        self._scanned += 1
+        if self.tracking:
+            if idle and self.tracker.detector_runs > runs:
+                self._last_scan_t = t
+            if found:
+                self._last_seen_t = t
+        poses = Poses()
         with sw("smoothing"):
             t_ns = round(t * 1000.0) * 1000  # MediaPipe stamps packets in microseconds
             for rank, (track, result) in enumerate(found):

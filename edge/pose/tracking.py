@@ -179,6 +179,13 @@ class Tracker:
             self.since_detection += 1
         return list(self.tracks) if self.enabled else []
 
+    def skipped(self) -> None:
+        """A frame not looked at (``idle_detect_hz``): counted, as time passes for the lost."""
+        self.frames += 1
+        self.clock += 1
+        if self.since_detection is not None:
+            self.since_detection += 1
+
     def detected(self) -> None:
         self.detector_runs += 1
         self.since_detection = 0

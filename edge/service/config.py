@@ -332,6 +332,19 @@ class PipelineConfig:
         ge=1,
         le=1000,
     )
+    idle_detect_hz: float = setting(
+        1.5,
+        "While nobody is tracked, look for people this many times a second instead of on every "
+        "frame (the frames between are published with no poses and scanned: false): a person "
+        "walking in is found up to 1/idle_detect_hz seconds later, and an empty room costs a "
+        "fraction of scanning every frame (1.5: found within 0.67 s; an empty room at 12.5 FPS "
+        "costs about a fifth of the CPU, see docs/performance.md); 0 = every frame, as "
+        "MediaPipe.",
+        ge=0,
+        le=1000,
+        unit="Hz",
+        reload=True,
+    )
 
 
 @dataclass

@@ -57,6 +57,7 @@ class Daemon:
                     min_detection_score=cfg.pipeline.min_detection_score,
                     num_poses=cfg.pipeline.num_poses,
                     redetect_interval=cfg.pipeline.redetect_interval,
+                    idle_detect_hz=cfg.pipeline.idle_detect_hz,
                 )
         self.estimator = estimator
         self.source = source or open_source(cfg.source)
@@ -98,6 +99,8 @@ class Daemon:
         self.estimator.min_detection_score = new.pipeline.min_detection_score
         self.cfg.pipeline.smoothing = new.pipeline.smoothing
         self.estimator.smoothing = new.pipeline.smoothing
+        self.cfg.pipeline.idle_detect_hz = new.pipeline.idle_detect_hz
+        self.estimator.idle_detect_hz = new.pipeline.idle_detect_hz
         log.info(
             "SIGHUP: configuration reloaded; applied: %s", ", ".join(applied) or "nothing changed"
         )
@@ -120,6 +123,9 @@ class Daemon:
             "dropped_frames": grabber.dropped if grabber else 0,
             "source_errors": grabber.errors if grabber else 0,
             "detector_share": round(self.estimator.detector_share, 4),
+            "scanned_share": round(
+                self.estimator.frames_scanned / max(self.estimator.frames_processed, 1), 4
+            ),
             "model": self.estimator.model,
             "variant": self.estimator.variant,
             "runtime": self.estimator.backend,
@@ -246,7 +252,9 @@ class Daemon:
         timings = self.estimator.timings
         timings["wait"] = (start_ns - frame.mono_ns) / 1e6
         h, w = frame.image.shape[:2]
-        result = FrameResult(frame.index, frame.ts, w, h, poses, frame.image, timings)
+        result = FrameResult(
+            frame.index, frame.ts, w, h, poses, frame.image, timings, scanned=poses.scanned
+        )
         t0 = time.perf_counter()
         for sink in self.sinks:
             self._call(sink, "frame", result)

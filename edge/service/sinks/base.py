@@ -28,6 +28,8 @@ class FrameResult:
     poses: list[Pose]
     image: np.ndarray = field(repr=False)  # BGR; valid only during the call (buffers are reused)
     timings: dict[str, float] = field(default_factory=dict)  # ms per pipeline stage
+    # False: not looked at (``pipeline.idle_detect_hz``: nobody tracked, no scan due); poses empty
+    scanned: bool = True
 
 
 class Sink:

@@ -8,7 +8,9 @@ JSON (``mqtt.encoding = "json"``, the default), one per processed frame::
 
 x and y are fractions of the frame's width and height (MediaPipe's convention), z is on x's
 scale; world landmarks are metres with the origin between the hips. ``poses`` is empty when
-nobody is in view. ``id`` is the person's id: the same from frame to frame while they are
+nobody is in view. A frame that was not looked at (``pipeline.idle_detect_hz``: nobody was
+tracked and no scan was due) has empty ``poses`` and ``"scanned": false``; the key is absent
+from every other message. ``id`` is the person's id: the same from frame to frame while they are
 tracked, not reused; poses are ordered by id. The schema is
 ``edge/service/schema/pose.schema.json``.
 
@@ -24,6 +26,9 @@ Binary (``mqtt.encoding = "binary"``), little-endian, the same values::
     21     3    -           zero
     24     1064 x P         per pose: uint32 id (modulo 2**32), float32 score,
                             float32[33][5] landmarks, float32[33][3] world landmarks
+
+The binary layout has no room for ``scanned``: a frame that was not looked at is a message with
+no poses (P = 0), as a frame looked at with nobody in view.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ def normalised(pose, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     return lm, pose.world_landmarks.astype(np.float64)
 
 
-def pose_json(device: str, frame: int, ts: float, width: int, height: int, poses) -> bytes:
+def pose_json(
+    device: str, frame: int, ts: float, width: int, height: int, poses, scanned: bool = True
+) -> bytes:
     items = []
     for pose in poses:
         lm, world = normalised(pose, width, height)
@@ -75,6 +82,8 @@ def pose_json(device: str, frame: int, ts: float, width: int, height: int, poses
         "height": height,
         "poses": items,
     }
+    if not scanned:
+        doc["scanned"] = False
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -111,4 +120,7 @@ def encode(result, encoding: str, device: str) -> bytes:
     """A ``FrameResult`` as a pose message in ``encoding`` ("json" or "binary")."""
     if encoding == "binary":
         return pose_binary(result.index, result.ts, result.width, result.height, result.poses)
-    return pose_json(device, result.index, result.ts, result.width, result.height, result.poses)
+    return pose_json(
+        device, result.index, result.ts, result.width, result.height, result.poses,
+        scanned=result.scanned,
+    )  # fmt: skip
