@@ -41,7 +41,8 @@ _ensure_cache_dir()
 
 BORDER_ZERO = 0
 BORDER_REPLICATE = 1
-PREFETCH_ROWS = 2  # the crop asks for the source lines this many output rows ahead
+PREFETCH_ROWS = 4  # the crop asks for the source lines this many output rows ahead (2 -> 4:
+# 0.37 -> 0.23 ms on cold 720p frames, znver5; 3: 0.26, 5-8: 0.23)
 
 
 @intrinsic
