@@ -540,6 +540,39 @@ def rotate_world(raw: np.ndarray, cos_sin: tuple[float, float]) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def decode_pose(
+    raw: np.ndarray,
+    heatmap: np.ndarray,
+    refine: bool,
+    kernel_size: int,
+    min_confidence: float,
+    input_size: float,
+    padding: tuple[float, float, float, float],
+    rect: tuple[float, float, float, float],
+    cos_sin: tuple[float, float],
+    world_raw: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``decode_landmarks`` and ``rotate_world`` in one call (the estimator's post-processing
+    touches little code after an invoke that has evicted it), and whether the result is usable:
+    x, y, z and the world landmarks finite, visibility and presence not NaN (the sigmoid the
+    caller applies to them turns +-inf into 1 and 0)."""
+    norm = decode_landmarks(
+        raw, heatmap, refine, kernel_size, min_confidence, input_size, padding, rect, cos_sin
+    )
+    world = rotate_world(world_raw, cos_sin)
+    ok = True
+    for i in range(norm.shape[0]):
+        for k in range(3):
+            ok &= math.isfinite(norm[i, k])
+        for k in range(3, 5):
+            ok &= not math.isnan(norm[i, k])
+    for i in range(world.shape[0]):
+        for k in range(3):
+            ok &= math.isfinite(world[i, k])
+    return norm, world, ok
+
+
+@njit(cache=True, nogil=True)
 def alignment_rect(
     x0: float, y0: float, x1: float, y1: float, width: float, height: float, target_angle: float
 ) -> tuple[float, float, float, float, float]:
