@@ -276,3 +276,22 @@ def test_pose_smoother_matches_numpy_reference_on_real_landmarks(media, models_r
             )
             assert_same_bits(n1, n2)
             assert_same_bits(w1, w2)
+
+
+def test_object_scale_kernel_same_bits_as_the_rect_arithmetic():
+    """``object_scale`` (one kernel call) against the same float32 arithmetic on
+    ``roi.alignment_rect``, which it replaced."""
+    from edge.pose.roi import F, alignment_rect
+    from edge.pose.smoothing import object_scale
+
+    rng = np.random.default_rng(12)
+    for _ in range(3000):
+        norm = rng.uniform(-0.5, 1.5, (39, 5)).astype(np.float32)
+        if rng.random() < 0.1:
+            norm[34, :2] = norm[33, :2]  # a zero-size person
+        w, h = (int(v) for v in rng.choice([64, 480, 640, 720, 1080, 1280, 1920], 2))
+        rect = alignment_rect(norm[33, :2], norm[34, :2], w, h)
+        expected = float(F(F(F(F(rect.width) * F(w)) + F(F(rect.height) * F(h))) / F(2.0)))
+        got = object_scale(norm, (w, h))
+        assert type(got) is float
+        assert np.float64(got).view(np.uint64) == np.float64(expected).view(np.uint64)

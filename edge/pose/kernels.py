@@ -599,3 +599,15 @@ def alignment_rect(
         np.float64(box / h),
         np.float64(rotation),
     )
+
+
+@njit(cache=True, nogil=True)
+def object_scale(x0: float, y0: float, x1: float, y1: float, width: float, height: float) -> float:
+    """The person's size in pixels as MediaPipe measures it for value scaling: the mean side
+    (float32) of the ``alignment_rect`` of a start (x0, y0) and end (x1, y1) point normalised to
+    a ``width`` x ``height`` image."""
+    f32 = np.float32
+    _, _, rect_w, rect_h, _ = alignment_rect(x0, y0, x1, y1, width, height, 0.0)
+    w = f32(width)
+    h = f32(height)
+    return np.float64(f32(f32(f32(f32(rect_w) * w) + f32(f32(rect_h) * h)) / f32(2.0)))

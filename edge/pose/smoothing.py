@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .roi import F, alignment_rect
+from .roi import F
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,13 @@ class OneEuroFilter:
 
 def object_scale(norm: np.ndarray, image_size: tuple[int, int]) -> float:
     """The person's size in pixels as MediaPipe measures it for value scaling: the mean side of
-    the (unscaled) alignment rect of the raw auxiliary landmarks 33 and 34."""
-    w, h = image_size
-    rect = alignment_rect(norm[33, :2], norm[34, :2], w, h)
-    return float(F(F(F(F(rect.width) * F(w)) + F(F(rect.height) * F(h))) / F(2.0)))
+    the (unscaled) alignment rect of the raw auxiliary landmarks 33 and 34 (``roi.alignment_rect``;
+    one kernel call, ``kernels.object_scale``)."""
+    a, b = norm[33], norm[34]
+    return kernels.object_scale(
+        float(a[0]), float(a[1]), float(b[0]), float(b[1]), float(image_size[0]),
+        float(image_size[1]),
+    )  # fmt: skip
 
 
 class PoseSmoother:
