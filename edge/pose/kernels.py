@@ -611,3 +611,59 @@ def object_scale(x0: float, y0: float, x1: float, y1: float, width: float, heigh
     w = f32(width)
     h = f32(height)
     return np.float64(f32(f32(f32(f32(rect_w) * w) + f32(f32(rect_h) * h)) / f32(2.0)))
+
+
+@njit(cache=True, nogil=True)
+def smooth_landmarks(
+    out: np.ndarray,
+    lo: int,
+    hi: int,
+    width: float,
+    height: float,
+    vis_alpha: np.ndarray,
+    vis_raw: np.ndarray,
+    vis_value: np.ndarray,
+    vis_started: bool,
+    x_raw: np.ndarray,
+    x_value: np.ndarray,
+    x_alpha: np.ndarray,
+    dx_raw: np.ndarray,
+    dx_value: np.ndarray,
+    dx_alpha: np.ndarray,
+    started: bool,
+    has_alpha: bool,
+    frequency: float,
+    value_scale: float,
+    min_cutoff: float,
+    beta: float,
+    derivate_cutoff: float,
+    run: bool,
+) -> None:
+    """One smoothing step for rows ``lo:hi`` of ``out`` (N, 5) float32 landmarks normalised to a
+    ``width`` x ``height`` image, in place: column 3 (visibility) through ``low_pass`` with the
+    ``vis_*`` state; x, y, z scaled to pixels (float32, z by the width), through ``one_euro`` with
+    the ``x_*``/``dx_*`` state and parameters if ``run`` (else unchanged: a timestamp that is not
+    new), and scaled back (float32 division). The same arithmetic as scaling with numpy and
+    calling the two filters, in one call."""
+    n = hi - lo
+    vis = np.empty(n, np.float32)
+    for i in range(n):
+        vis[i] = out[lo + i, 3]
+    vis = low_pass(vis, vis_alpha, vis_raw, vis_value, vis_started)
+    to_px = np.empty(3, np.float32)
+    to_px[0] = np.float32(width)
+    to_px[1] = np.float32(height)
+    to_px[2] = np.float32(width)
+    px = np.empty((n, 3), np.float32)
+    for i in range(n):
+        for k in range(3):
+            px[i, k] = out[lo + i, k] * to_px[k]
+    if run:
+        px = one_euro(
+            px, x_raw, x_value, x_alpha, dx_raw, dx_value, dx_alpha, started, has_alpha,
+            frequency, value_scale, min_cutoff, beta, derivate_cutoff,
+        )  # fmt: skip
+    for i in range(n):
+        out[lo + i, 3] = vis[i]
+        for k in range(3):
+            out[lo + i, k] = px[i, k] / to_px[k]
