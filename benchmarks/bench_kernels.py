@@ -8,22 +8,27 @@
   and on its default threads.
 - The same crop from frames that are not in the cache (a different 720p frame each call, as in a
   video), with the kernel's prefetching of the source lines it reads next and without it.
+- The crop kernel against the scalar one it replaced (``tests/warp_before.py``, prefetching 2
+  rows ahead as it did), warm and cold, alternating.
 Each figure is the best of 7 repeats of 200 calls (ms per call); the ratio is what to quote.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.pose import kernels
-from edge.pose.detector import SCORE_CLIP, ssd_anchors
-from edge.pose.roi import Roi, roi_matrices
-from edge.service.media import media_dir
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not the venv's
+
+from edge.pose import kernels  # noqa: E402
+from edge.pose.detector import SCORE_CLIP, ssd_anchors  # noqa: E402
+from edge.pose.roi import Roi, roi_matrices  # noqa: E402
+from edge.service.media import media_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +103,24 @@ def main() -> None:
         fetched.append(best_ms(lambda: cold(kernels.PREFETCH_ROWS), calls=64, repeats=3))
     print(f"crop from cold frames: numba without prefetching {min(plain):.3f} ms, with "
           f"{min(fetched):.3f} ms ({min(plain) / min(fetched):.2f}x)")  # fmt: skip
+
+    from tests.warp_before import warp_to_tensor as scalar_warp
+
+    def cold_with(fn, prefetch_rows: int):
+        src = frames[next(turn) % len(frames)]
+        fn(src, inverse, out, 1 / 255, 0.0, True, 1, prefetch_rows)
+
+    rows = {"scalar": [], "vectorised": []}
+    for _ in range(3):
+        for name, fn, ahead in (("scalar", scalar_warp, 2), ("vectorised", kernels.warp_to_tensor,
+                                                               kernels.PREFETCH_ROWS)):  # fmt: skip
+            warm = best_ms(lambda fn=fn, ahead=ahead: fn(frame, inverse, out, 1 / 255, 0.0, True,
+                                                         1, ahead))  # fmt: skip
+            cold_ms = best_ms(lambda fn=fn, ahead=ahead: cold_with(fn, ahead), calls=64, repeats=3)
+            rows[name].append((warm, cold_ms))
+    for name, runs in rows.items():
+        print(f"crop kernel, {name}: warm {min(r[0] for r in runs):.3f} ms, cold frames "
+              f"{min(r[1] for r in runs):.3f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

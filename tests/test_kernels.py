@@ -1,6 +1,9 @@
 """Numba kernels against plain numpy / OpenCV versions of the same computation."""
 
+import json
 import math
+import subprocess
+import sys
 from dataclasses import astuple
 
 import cv2
@@ -123,6 +126,93 @@ def test_warp_agrees_with_cv2_warp_perspective(image, border, cv_border):
             )
             diff = np.abs(out - affine) * 255.0 / 2.0
             assert diff.mean() < 0.25 and np.percentile(diff, 99) <= 2.01
+
+
+@pytest.mark.parametrize("layout", ["bgra", "reversed_channels", "one_pixel"])
+def test_warp_other_layouts_match_reference(image, layout):
+    """Sources the word loads cannot read (pixels 4 bytes apart, channels backwards, a one-pixel image
+    smaller than one 4-byte word) take the indexed path, to the same bits."""
+    if layout == "bgra":
+        full = np.dstack([image, np.full(image.shape[:2], 7, np.uint8)])
+        src = full[:, :, :3]
+    elif layout == "reversed_channels":
+        src = image[:, :, ::-1]
+    else:
+        src = image[:1, :1]
+    rng = np.random.default_rng(5)
+    for border in (kernels.BORDER_ZERO, kernels.BORDER_REPLICATE):
+        for _ in range(5):
+            inv = random_inverse(rng, src.shape)
+            out = np.empty((20, 70, 3), np.float32)
+            kernels.warp_to_tensor(src, inv, out, 1.0, 0.0, True, border)
+            np.testing.assert_array_equal(out, legacy_warp(src, inv, (20, 70), border, True))
+
+
+def test_warp_reads_no_byte_past_the_frame():
+    """The word loads read 4 bytes for a 3-byte pixel: at the frame's last pixel (which a
+    replicated border samples over and over) that byte must not be read. The frame ends just
+    before an unreadable page, so a read past it kills the process."""
+    code = """if True:
+        import ctypes, json, mmap
+        import numpy as np
+        from edge.pose import kernels
+        page = mmap.PAGESIZE
+        buf = mmap.mmap(-1, 2 * page)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.mprotect(ctypes.c_void_p(base + page), page, 0) == 0  # PROT_NONE
+        h, w = 20, 30
+        frame = np.frombuffer(buf, np.uint8, h * w * 3, page - h * w * 3).reshape(h, w, 3)
+        frame[...] = np.arange(h * w * 3).reshape(h, w, 3) % 251
+        inv = np.array([[0.5, 0.0, w - 3.0], [0.0, 0.5, h - 3.0], [0.0, 0.0, 1.0]])
+        out = np.empty((16, 16, 3), np.float32)  # reaches past the bottom-right corner
+        for border in (kernels.BORDER_ZERO, kernels.BORDER_REPLICATE):
+            kernels.warp_to_tensor(frame, inv, out, 1.0, 0.0, True, border)
+        print(json.dumps(out[-1, -1].tolist()))
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    h, w = 20, 30
+    last = (np.arange(h * w * 3).reshape(h, w, 3) % 251)[-1, -1, ::-1]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == last.astype(float).tolist()
+
+
+def test_warp_same_bits_as_the_scalar_kernel_on_real_frames(media):
+    """The vectorised kernel against the scalar one it replaced (tests/warp_before.py), on
+    street.avi frames: crops inside, across and beyond the frame, every border, channel order
+    and normalisation the detector and estimator use."""
+    from edge.pose.roi import Roi, roi_matrices
+
+    from .warp_before import warp_to_tensor as scalar_warp
+
+    cap = cv2.VideoCapture(str(media / "video" / "street.avi"))
+    frames = []
+    while len(frames) < 12:
+        ok, frame = cap.read()
+        assert ok, "street.avi ended early"
+        frames.append(frame)
+    cap.release()
+    rng = np.random.default_rng(6)
+    h, w = frames[0].shape[:2]
+    for i in range(96):
+        frame = frames[i % len(frames)]
+        size = (256, 256) if i % 2 else (224, 224)
+        roi = Roi(
+            float(rng.uniform(-0.2, 1.2) * w), float(rng.uniform(-0.2, 1.2) * h),
+            float(rng.uniform(0.05, 1.5) * w), float(rng.uniform(0.05, 1.5) * h),
+            float(rng.uniform(-math.pi, math.pi)),
+        )  # fmt: skip
+        _, inv = roi_matrices(roi, *size)
+        for border, swap_rb, scale, offset in (
+            (kernels.BORDER_REPLICATE, True, 1.0 / 255.0, 0.0),
+            (kernels.BORDER_ZERO, True, 2.0 / 255.0, -1.0),
+            (kernels.BORDER_ZERO, False, 1.0, 0.0),
+        ):
+            a = np.empty((*size, 3), np.float32)
+            b = np.empty((*size, 3), np.float32)
+            kernels.warp_to_tensor(frame, inv, a, scale, offset, swap_rb, border)
+            scalar_warp(frame, inv, b, scale, offset, swap_rb, border)
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
 def test_warp_identity_copies_pixels(image):

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from edge.pose.landmarks import decode_landmarks, decode_world, sigmoid, to_pixels
+from edge.pose.landmarks import decode_landmarks, decode_pose, decode_world, sigmoid, to_pixels
 from edge.pose.roi import Rect
 
 
@@ -44,3 +44,43 @@ def test_heatmap_refinement_is_applied():
     heatmap[26, 24, :] = 20.0  # peak at heatmap cell (24, 26) -> tensor pixel (96, 104)
     out = decode_landmarks(raw.reshape(-1), rect, heatmap=heatmap)
     np.testing.assert_allclose(out[:, :2], np.tile([96 / 256, 104 / 256], (39, 1)), atol=1e-6)
+
+
+def test_decode_pose_same_bits_as_the_two_decoders():
+    """The fused post-processing (one kernel call) against decode_landmarks + decode_world."""
+    rng = np.random.default_rng(11)
+    for refine in (True, False):
+        for _ in range(20):
+            raw = rng.normal(128, 60, 39 * 5).astype(np.float32)
+            raw[3::5] = rng.normal(0, 5, 39)
+            raw[4::5] = rng.normal(0, 5, 39)
+            world = rng.normal(0, 0.5, 39 * 3).astype(np.float32)
+            heatmap = rng.normal(-2, 3, (64, 64, 39)).astype(np.float32) if refine else None
+            rect = Rect(*rng.uniform(0.1, 0.9, 4), rng.uniform(-math.pi, math.pi))
+            padding = (0.0, float(rng.uniform(0, 0.2)), 0.0, float(rng.uniform(0, 0.2)))
+            norm, rotated = decode_pose(raw, world, rect, padding, heatmap)
+            expected = decode_landmarks(raw, rect, padding, heatmap)
+            np.testing.assert_array_equal(norm.view(np.uint32), expected.view(np.uint32))
+            expected_world = decode_world(world, rect)
+            np.testing.assert_array_equal(rotated.view(np.uint32), expected_world.view(np.uint32))
+
+
+def test_decode_pose_rejects_values_that_are_not_finite():
+    rect = Rect(0.5, 0.5, 0.5, 0.5, 0.3)
+    raw = np.full(39 * 5, 100.0, np.float32)
+    world = np.zeros(39 * 3, np.float32)
+    assert decode_pose(raw, world, rect, (0.0,) * 4, None) is not None
+    for index, array, value in (
+        (5, raw, np.nan),  # x
+        (7, raw, np.inf),  # z
+        (8, raw, np.nan),  # visibility
+        (4, world, -np.inf),
+    ):
+        bad = array.copy()
+        bad[index] = value
+        args = (bad, world) if array is raw else (raw, bad)
+        assert decode_pose(*args, rect, (0.0,) * 4, None) is None, (index, value)
+    # an infinite visibility or presence logit is a sure 1 or 0 after the sigmoid: accepted
+    raw[8], raw[9] = np.inf, -np.inf
+    norm, _ = decode_pose(raw, world, rect, (0.0,) * 4, None)
+    assert (norm[1, 3], norm[1, 4]) == (1.0, 0.0)

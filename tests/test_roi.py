@@ -126,3 +126,19 @@ def test_box_mode_square_on_long_side():
     assert (rect.x_center, rect.y_center) == pytest.approx((0.2, 0.4))
     assert rect.width == pytest.approx(0.4 * 1.25) and rect.height == pytest.approx(0.4 * 1.25)
     assert rect.rotation == 0.0
+
+
+def test_roi_matrices_alternating_tensor_sizes_match_a_fresh_transform():
+    """The tensor corners are made once per size: alternating sizes (detector 224, estimator
+    256) give the transform computed from scratch, bit for bit."""
+    roi = Roi(400.5, 300.25, 210.0, 330.0, 0.7)
+    for size in (256, 224, 256, 224, 192):
+        forward, inverse = roi_matrices(roi, size, size)
+        dst = np.array([[0, size], [0, 0], [size, 0], [size, size]], np.float32)
+        angle = float(
+            np.float32(np.float32(np.float32(roi.rotation) * np.float32(180.0)) / math.pi)
+        )
+        corners = cv2.boxPoints(((roi.cx, roi.cy), (roi.width, roi.height), angle))
+        expected = cv2.getPerspectiveTransform(corners.astype(np.float32), dst)
+        assert forward.tobytes() == expected.tobytes()
+        assert inverse.tobytes() == cv2.invert(expected)[1].tobytes()

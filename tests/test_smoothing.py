@@ -4,15 +4,18 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.pose.roi import F
 from edge.pose.smoothing import (
     AUX_LANDMARKS,
     LANDMARKS,
+    MIN_OBJECT_SCALE,
     VISIBILITY_ALPHA,
     WORLD_LANDMARKS,
     LowPassFilter,
     OneEuroFilter,
     OneEuroParams,
     PoseSmoother,
+    object_scale,
 )
 
 FRAME_NS = 33_333_000
@@ -157,15 +160,37 @@ class RefOneEuroFilter:
         return self.x(value, self._alpha(cutoff))
 
 
+class RefPoseSmoother(PoseSmoother):
+    """PoseSmoother as a composition of the reference filters (in numpy), each called on its
+    slice of the landmarks (PoseSmoother does each group in one kernel call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.landmarks = RefOneEuroFilter(self.landmarks.params)
+        self.aux = RefOneEuroFilter(self.aux.params)
+        self.world = RefOneEuroFilter(self.world.params)
+        self.visibility = RefLowPassFilter(VISIBILITY_ALPHA)
+        self.aux_visibility = RefLowPassFilter(VISIBILITY_ALPHA)
+
+    def __call__(self, norm, world, image_size, t_ns, body=True):
+        out = norm.astype(np.float32, copy=True)
+        scale = object_scale(norm, image_size)
+        if scale < MIN_OBJECT_SCALE:
+            return out, world
+        value_scale = float(F(F(1.0) / F(scale)))
+        w, h = F(image_size[0]), F(image_size[1])
+        to_px = np.array([w, h, w], np.float32)
+        out[33:, 3] = self.aux_visibility(norm[33:, 3])
+        out[33:, :3] = self.aux(norm[33:, :3] * to_px, t_ns, value_scale) / to_px
+        if not body:
+            return out, world
+        out[:33, 3] = self.visibility(norm[:33, 3])
+        out[:33, :3] = self.landmarks(norm[:33, :3] * to_px, t_ns, value_scale) / to_px
+        return out, self.world(world, t_ns)
+
+
 def reference_smoother() -> PoseSmoother:
-    """PoseSmoother with the reference filters in place of the Numba-backed ones."""
-    s = PoseSmoother()
-    s.landmarks = RefOneEuroFilter(s.landmarks.params)
-    s.aux = RefOneEuroFilter(s.aux.params)
-    s.world = RefOneEuroFilter(s.world.params)
-    s.visibility = RefLowPassFilter(VISIBILITY_ALPHA)
-    s.aux_visibility = RefLowPassFilter(VISIBILITY_ALPHA)
-    return s
+    return RefPoseSmoother()
 
 
 def assert_same_bits(a, b):
@@ -276,3 +301,44 @@ def test_pose_smoother_matches_numpy_reference_on_real_landmarks(media, models_r
             )
             assert_same_bits(n1, n2)
             assert_same_bits(w1, w2)
+
+
+def test_object_scale_kernel_same_bits_as_the_rect_arithmetic():
+    """``object_scale`` (one kernel call) against the same float32 arithmetic on
+    ``roi.alignment_rect``, which it replaced."""
+    from edge.pose.roi import alignment_rect
+
+    rng = np.random.default_rng(12)
+    for _ in range(3000):
+        norm = rng.uniform(-0.5, 1.5, (39, 5)).astype(np.float32)
+        if rng.random() < 0.1:
+            norm[34, :2] = norm[33, :2]  # a zero-size person
+        w, h = (int(v) for v in rng.choice([64, 480, 640, 720, 1080, 1280, 1920], 2))
+        rect = alignment_rect(norm[33, :2], norm[34, :2], w, h)
+        expected = float(F(F(F(F(rect.width) * F(w)) + F(F(rect.height) * F(h))) / F(2.0)))
+        got = object_scale(norm, (w, h))
+        assert type(got) is float
+        assert np.float64(got).view(np.uint64) == np.float64(expected).view(np.uint64)
+
+
+def test_pose_smoother_matches_reference_on_random_sequence():
+    """Repeated and backward timestamps (the one-euro filters pass through, the visibility
+    filters do not), jumps, body on and off, tiny people, resets: the fused steps against the
+    reference composition, bit for bit."""
+    rng = np.random.default_rng(13)
+    new, ref = PoseSmoother(), RefPoseSmoother()
+    norm = rng.uniform(0.2, 0.8, (39, 5)).astype(np.float32)
+    world = rng.normal(0, 0.5, (39, 3)).astype(np.float32)
+    for t_ns in random_timestamps(rng, 1500):
+        norm = (norm + rng.normal(0, 0.01, norm.shape)).astype(np.float32)
+        world = (world + rng.normal(0, 0.01, world.shape)).astype(np.float32)
+        if rng.random() < 0.02:
+            norm[34, :2] = norm[33, :2]  # zero size: passed through unfiltered
+        if rng.random() < 0.01:
+            new.reset()
+            ref.reset()
+        size = (640, 480) if rng.random() < 0.9 else (1280, 720)
+        body = bool(rng.random() < 0.8)
+        (n1, w1), (n2, w2) = new(norm, world, size, t_ns, body), ref(norm, world, size, t_ns, body)
+        assert_same_bits(n1, n2)
+        assert_same_bits(w1, w2)

@@ -104,6 +104,29 @@ def decode_world(raw: np.ndarray, rect: Rect) -> np.ndarray:
     return kernels.rotate_world(np.ascontiguousarray(raw, dtype=np.float32), rotation_cos_sin(rect))
 
 
+def decode_pose(
+    raw: np.ndarray,
+    world_raw: np.ndarray,
+    rect: Rect,
+    padding: tuple[float, ...],
+    heatmap: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``decode_landmarks`` and ``decode_world`` at once (``kernels.decode_pose``: the same
+    arithmetic, one call), or None if any value is unusable (not finite)."""
+    refine = heatmap is not None
+    norm, world, ok = kernels.decode_pose(
+        raw, heatmap if refine else _NO_HEATMAP, refine, HEATMAP_KERNEL, HEATMAP_MIN_CONFIDENCE,
+        float(INPUT_SIZE),
+        (float(padding[0]), float(padding[1]), float(padding[2]), float(padding[3])),
+        (float(rect.x_center), float(rect.y_center), float(rect.width), float(rect.height)),
+        rotation_cos_sin(rect), world_raw,
+    )  # fmt: skip
+    if not ok:
+        return None
+    norm[:, 3:] = sigmoid(norm[:, 3:])
+    return norm, world
+
+
 class LandmarkModel:
     OUTPUTS = {
         "landmarks": (1, NUM_LANDMARKS * 5),
@@ -164,13 +187,14 @@ class LandmarkModel:
         score = float(self.model.output("flag")[0])
         if not math.isfinite(score) or score <= POSE_THRESHOLD:
             return None
-        raw = self.model.output("landmarks")
         heatmap = self.model.output_view("heatmap") if self.refine else None
-        norm = decode_landmarks(raw, rect, padding, heatmap)
+        decoded = decode_pose(
+            self.model.output("landmarks"), self.model.output("world"), rect, padding, heatmap
+        )
         del heatmap  # the interpreter's own buffer: no reference may outlive this frame
-        world = decode_world(self.model.output("world"), rect)
-        if not (np.isfinite(norm).all() and np.isfinite(world).all()):
+        if decoded is None:
             return None
+        norm, world = decoded
         height, width = frame_shape[:2]
         mask = None
         if segmentation and "segmentation" in self.model.outputs:

@@ -14,6 +14,7 @@ same operation order, double only where it uses double. ``F`` marks each roundin
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -89,6 +90,14 @@ def pad_roi(roi: Roi, out_w: int, out_h: int) -> tuple[Roi, tuple[float, float, 
     return padded, (float(h_pad), float(v_pad), float(h_pad), float(v_pad))
 
 
+@functools.cache
+def _corners(out_w: int, out_h: int) -> np.ndarray:
+    """The tensor's corners (0, h), (0, 0), (w, 0), (w, h), float32, read-only (made once)."""
+    dst = np.array([[0, out_h], [0, 0], [out_w, 0], [out_w, out_h]], dtype=np.float32)
+    dst.flags.writeable = False
+    return dst
+
+
 def roi_matrices(roi: Roi, out_w: int, out_h: int) -> tuple[np.ndarray, np.ndarray]:
     """(forward, inverse) 3x3 maps between image pixels and tensor pixels for ``roi``.
 
@@ -97,9 +106,10 @@ def roi_matrices(roi: Roi, out_w: int, out_h: int) -> tuple[np.ndarray, np.ndarr
     warp then samples through its inverse.
     """
     angle = float(F(F(F(roi.rotation) * F(180.0)) / math.pi))
-    corners = cv2.boxPoints(((roi.cx, roi.cy), (roi.width, roi.height), angle)).astype(np.float32)
-    dst = np.array([[0, out_h], [0, 0], [out_w, 0], [out_w, out_h]], dtype=np.float32)
-    forward = cv2.getPerspectiveTransform(corners, dst)
+    corners = cv2.boxPoints(((roi.cx, roi.cy), (roi.width, roi.height), angle))
+    forward = cv2.getPerspectiveTransform(
+        corners.astype(np.float32, copy=False), _corners(out_w, out_h)
+    )
     _, inverse = cv2.invert(forward)
     return forward, inverse
 

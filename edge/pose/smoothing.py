@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .roi import F, alignment_rect
+from .roi import F
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,17 @@ class OneEuroFilter:
     def __call__(self, value: np.ndarray, t_ns: int, value_scale: float = 1.0) -> np.ndarray:
         """Filter ``value`` observed at ``t_ns`` (integer nanoseconds)."""
         value = np.ascontiguousarray(value, dtype=np.float32)
-        if self.last_ns is not None and t_ns <= self.last_ns:
+        step = self.step(t_ns, value.size, value_scale)
+        if step is None:
             return value  # repeated or out-of-order timestamp: pass through, keep the state
+        return kernels.one_euro(value, *step)
+
+    def step(self, t_ns: int, size: int, value_scale: float = 1.0) -> tuple | None:
+        """Advance the clock to ``t_ns`` for ``size`` values: the arguments of
+        ``kernels.one_euro`` after the value (state arrays, flags, frequency, scale, parameters),
+        or None if ``t_ns`` is not after the last timestamp (the value passes through)."""
+        if self.last_ns is not None and t_ns <= self.last_ns:
+            return None
         if self.last_ns is not None and self.last_ns != 0 and t_ns != 0:
             self.frequency = 1.0 / ((t_ns - self.last_ns) * 1e-9)
         self.last_ns = t_ns
@@ -101,23 +110,26 @@ class OneEuroFilter:
         x, dx = self.x, self.dx
         has_alpha = x.alpha is not None
         if not has_alpha:
-            x.alpha = np.empty(value.size, np.float32)
-            dx.alpha = np.empty(value.size, np.float32)
-        started = x._start(value.size)
-        dx._start(value.size)  # the two always start and reset together
+            x.alpha = np.empty(size, np.float32)
+            dx.alpha = np.empty(size, np.float32)
+        started = x._start(size)
+        dx._start(size)  # the two always start and reset together
         p = self.params
-        return kernels.one_euro(
-            value, x.raw, x.value, x.alpha, dx.raw, dx.value, dx.alpha, started, has_alpha,
+        return (
+            x.raw, x.value, x.alpha, dx.raw, dx.value, dx.alpha, started, has_alpha,
             self.frequency, float(value_scale), p.min_cutoff, p.beta, p.derivate_cutoff,
         )  # fmt: skip
 
 
 def object_scale(norm: np.ndarray, image_size: tuple[int, int]) -> float:
     """The person's size in pixels as MediaPipe measures it for value scaling: the mean side of
-    the (unscaled) alignment rect of the raw auxiliary landmarks 33 and 34."""
-    w, h = image_size
-    rect = alignment_rect(norm[33, :2], norm[34, :2], w, h)
-    return float(F(F(F(F(rect.width) * F(w)) + F(F(rect.height) * F(h))) / F(2.0)))
+    the (unscaled) alignment rect of the raw auxiliary landmarks 33 and 34 (``roi.alignment_rect``;
+    one kernel call, ``kernels.object_scale``)."""
+    a, b = norm[33], norm[34]
+    return kernels.object_scale(
+        float(a[0]), float(a[1]), float(b[0]), float(b[1]), float(image_size[0]),
+        float(image_size[1]),
+    )  # fmt: skip
 
 
 class PoseSmoother:
@@ -152,12 +164,23 @@ class PoseSmoother:
         if scale < MIN_OBJECT_SCALE:
             return out, world
         value_scale = float(F(F(1.0) / F(scale)))
-        w, h = F(image_size[0]), F(image_size[1])
-        to_px = np.array([w, h, w], np.float32)
-        out[33:, 3] = self.aux_visibility(norm[33:, 3])
-        out[33:, :3] = self.aux(norm[33:, :3] * to_px, t_ns, value_scale) / to_px
-        if not body:
-            return out, world
-        out[:33, 3] = self.visibility(norm[:33, 3])
-        out[:33, :3] = self.landmarks(norm[:33, :3] * to_px, t_ns, value_scale) / to_px
+        w, h = float(image_size[0]), float(image_size[1])
+        # each group's visibility through its low-pass filter, its x, y, z in pixels through its
+        # one-euro filter (one kernel call per group: kernels.smooth_landmarks)
+        for lo, hi, visibility, points in (
+            (33, out.shape[0], self.aux_visibility, self.aux),
+            (0, 33, self.visibility, self.landmarks),
+        ):
+            if lo == 0 and not body:
+                return out, world
+            started = visibility._start(hi - lo)
+            step = points.step(t_ns, (hi - lo) * 3, value_scale)
+            kernels.smooth_landmarks(
+                out, lo, hi, w, h, visibility.alpha, visibility.raw, visibility.value, started,
+                *(step or _NO_STEP), step is not None,
+            )  # fmt: skip
         return out, self.world(world, t_ns)
+
+
+_EMPTY = np.empty(0, np.float32)
+_NO_STEP = (_EMPTY,) * 6 + (False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
