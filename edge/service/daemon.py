@@ -44,6 +44,7 @@ class Daemon:
         self.cfg = cfg
         self.reload_config = reload_config  # () -> Config, for SIGHUP
         self._reload = threading.Event()
+        self._camera_said: str | None = None  # the camera status the sinks were last given
         self.device_id = cfg.device_id
         self._stop = threading.Event()
         if estimator is None:
@@ -108,8 +109,12 @@ class Daemon:
             log.warning("SIGHUP: these changes need a restart: %s", ", ".join(pending))
 
     def _camera_status(self, reason: str | None) -> None:
+        status = f"degraded: {reason}" if reason else "online"
+        if status == self._camera_said:  # the grabber repeats what the start already said
+            return
+        self._camera_said = status
         for sink in self.sinks:
-            self._call(sink, "set_status", f"degraded: {reason}" if reason else "online")
+            self._call(sink, "set_status", status)
         notify(f"STATUS={'degraded: ' + reason if reason else 'running'}")
 
     def stats(self) -> dict:
