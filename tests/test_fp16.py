@@ -182,7 +182,7 @@ def test_auto_never_picks_fp16_on_this_host(float_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     est = PoseEstimator("auto", tracking=False, models_dir=float_dir)
     assert est.variant == "float"
-    assert "fp16 no fp16 arithmetic on this CPU" in est.variant_reason
+    assert "fp16: no fp16 arithmetic on this CPU" in est.variant_reason
 
 
 def test_auto_measures_fp16_on_a_core_with_fp16_arithmetic(float_dir, monkeypatch, tmp_path):

@@ -116,7 +116,7 @@ def test_auto_with_one_candidate_takes_float_without_measuring(float_dir, monkey
     with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=float_dir)
     assert est.variant == "float"
-    assert "only verified variant (int8 absent, fp16 no fp16 arithmetic" in est.variant_reason
+    assert "only verified variant (int8: absent, fp16: no fp16 arithmetic" in est.variant_reason
     assert "variant auto: float" in caplog.text
     assert not (variants.cache_dir() / variants.CACHE_NAME).exists()
 
@@ -126,7 +126,7 @@ def test_auto_leaves_out_an_int8_that_fails_its_gate(int8_dir, monkeypatch, capl
     monkeypatch.setattr(variants, "measure", lambda *a: pytest.fail("measured"))
     with caplog.at_level(logging.WARNING, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=int8_dir)
-    assert est.variant == "float" and "int8 unusable" in est.variant_reason
+    assert est.variant == "float" and "int8: unusable" in est.variant_reason
     assert "accuracy gate" in caplog.text
 
 
@@ -142,7 +142,7 @@ def test_auto_takes_only_an_int8_gated_on_held_out_sources(int8_dir, held_out, m
     with caplog.at_level(logging.INFO, logger="edge.pose.variants"):
         est = PoseEstimator(tracking=False, models_dir=int8_dir)
     assert est.variant == "float"
-    assert "int8 not gated on held-out sources" in est.variant_reason
+    assert "int8: not gated on held-out sources" in est.variant_reason
     assert "--variant int8" in caplog.text
     assert PoseEstimator("int8", tracking=False, models_dir=int8_dir).variant == "int8"
 
@@ -247,7 +247,7 @@ def test_auto_for_lite_or_heavy_never_picks_full_int8(int8_dir, need_model, mode
     est = PoseEstimator(model=model, tracking=False, models_dir=int8_dir)
     assert est.model == model and est.variant == "float"
     assert est.model_files["estimator"] == int8_dir / f"pose_landmark_{model}.tflite"
-    assert f"only verified variant (int8 none for {model}," in est.variant_reason
+    assert f"only verified variant (int8: none for {model}," in est.variant_reason
 
 
 def test_a_missing_model_names_the_command_that_fetches_it(float_dir, capsys):

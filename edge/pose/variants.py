@@ -268,7 +268,7 @@ def choose(
     found, left_out = candidates(directory, model)
     if len(found) == 1:
         variant, (path, _) = next(iter(found.items()))
-        others = ", ".join(f"{v} {why}" for v, why in left_out.items())
+        others = ", ".join(f"{v}: {why}" for v, why in left_out.items())
         choice = Choice(variant, load(path), f"the only verified variant ({others})")
         log.info("variant auto: %s, %s (model %s)", choice.variant, choice.reason, model)
         return choice
