@@ -77,7 +77,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 INT8_NAME = "pose_landmark_full_int8"
 QAT_EPOCHS = 0  # distillation (qat.py) is opt-in: it did not beat the recipe alone
-ROUNDING = "nearest"  # or "gptq" (rounding.py)
+ROUNDINGS = ("nearest", "gptq", "gptq-upstream")  # rounding.py; docs/history.md
+ROUNDING = "nearest"
 REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
 SIGNATURE = "serving_default"
 # output tensors of the landmark models kept after pruning (Identity_2 is the mask)
@@ -1347,7 +1348,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.model != "full" and (args.qat_epochs or args.head_bias_correction):
         raise BuildError("--qat-epochs and --head-bias-correction are for --model full only")
     if args.model == "detector" and args.rounding != "nearest":
-        raise BuildError("--rounding gptq is for the landmark models")
+        raise BuildError(f"--rounding {args.rounding} is for the landmark models")
     if args.model == "detector" and args.footage:
         raise BuildError("--footage is for the landmark models; the detector is calibrated and "
                          "gated on the test media")  # fmt: skip
@@ -1515,10 +1516,12 @@ def _main(argv=None) -> int:
                         help="shift the float heads' biases by the mean int8-vs-float output "
                              "difference (off: it finds the marginal photo and fails the gate; "
                              "see docs/models.md)")  # fmt: skip
-    parser.add_argument("--rounding", choices=("nearest", "gptq"), default=ROUNDING,
-                        help="int8 weights: the quantizer's round-to-nearest, or re-rounded layer "
-                             "by layer against float on the calibration crops (models/rounding.py)")  # fmt: skip
-    parser.add_argument("--rounding-crops", type=int, default=128, metavar="N",
+    parser.add_argument("--rounding", choices=ROUNDINGS, default=ROUNDING,
+                        help="int8 weights: the quantizer's round-to-nearest; gptq: re-rounded "
+                             "layer by layer to minimise each layer's output error on the float "
+                             "model's inputs; gptq-upstream: on the int8 model's own inputs, "
+                             "towards float's outputs (models/rounding.py)")  # fmt: skip
+    parser.add_argument("--rounding-crops", type=int, default=96, metavar="N",
                         help="calibration crops the gptq rounding looks at (evenly spread)")  # fmt: skip
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when a verified, gated int8 model is already there")  # fmt: skip
@@ -1629,12 +1632,13 @@ def _main(argv=None) -> int:
               f"activation ranges: {args.update}")  # fmt: skip
         model = quantize(float_model, crops, recipe, args.update, args.quantizer_python,
                          args.qat_epochs)  # fmt: skip
-        if args.rounding == "gptq":
+        if args.rounding != "nearest":
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             import rounding
 
-            model = rounding.optimise_rounding(float_model, inline_buffers(model), crops,
-                                               count=args.rounding_crops)  # fmt: skip
+            model = rounding.optimise_rounding(
+                float_model, inline_buffers(model), crops, count=args.rounding_crops,
+                sequential=args.rounding == "gptq-upstream")  # fmt: skip
         if args.head_bias_correction:
             model = correct_head_biases(inline_buffers(model), crops)
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -1702,8 +1706,8 @@ def _main(argv=None) -> int:
         "recipe": f"{args.recipe}" + "".join(f"+float:{r}" for r in args.keep_float)
                   + "".join(f"+augment:{a}" for a in args.augment or [])
                   + f", ranges {args.update}, distillation epochs {args.qat_epochs}"
-                  + (f", rounding gptq on {args.rounding_crops} crops"
-                     if args.rounding == "gptq" else "")
+                  + (f", rounding {args.rounding} on {args.rounding_crops} crops"
+                     if args.rounding != "nearest" else "")
                   + (", head bias correction" if args.head_bias_correction else ""),
         "gate": {"passed": True, "tolerance": args.tolerance,
                  "worst_tolerance": args.worst_tolerance,
