@@ -77,6 +77,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 INT8_NAME = "pose_landmark_full_int8"
 QAT_EPOCHS = 0  # distillation (qat.py) is opt-in: it did not beat the recipe alone
+QAT_LR = 0.01
 ROUNDINGS = ("nearest", "gptq", "gptq-upstream")  # rounding.py; docs/history.md
 ROUNDING = "nearest"
 REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
@@ -858,15 +859,17 @@ def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], upd
 
 
 def run_stage(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
-              qat_epochs: int, log=print, kind: str = "landmark") -> bytes:  # fmt: skip
+              qat_epochs: int, log=print, kind: str = "landmark",
+              qat_lr: float = 0.01) -> bytes:  # fmt: skip
     """Quantize, then (``qat_epochs`` > 0) distill the int8 weights against the float model."""
     model = inline_buffers(run_quantizer(float_model, crops, recipe, update, log, kind))
     if qat_epochs > 0:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import qat
 
-        log(f"quantization-aware distillation, {qat_epochs} epochs on {len(crops)} crops:")
-        model = qat.distill(float_model, model, crops, epochs=qat_epochs, log=log)
+        log(f"quantization-aware distillation, {qat_epochs} epochs on {len(crops)} crops, "
+            f"learning rate {qat_lr}:")  # fmt: skip
+        model = qat.distill(float_model, model, crops, epochs=qat_epochs, lr=qat_lr, log=log)
     return model
 
 
@@ -876,19 +879,20 @@ def _quantize_stage(args) -> None:
     recipe = json.loads(Path(args.recipe_json).read_text())
     log = lambda m: print(m, flush=True)  # noqa: E731
     out = run_stage(Path(args.float_in).read_bytes(), crops, recipe, args.update,
-                    int(args.qat_epochs), log, args.input_kind or "landmark")  # fmt: skip
+                    int(args.qat_epochs), log, args.input_kind or "landmark",
+                    float(args.qat_lr))  # fmt: skip
     Path(args.stage_out).write_bytes(out)
 
 
 def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
              quantizer_python: str | None, qat_epochs: int = 0, log=print,
-             kind: str = "landmark") -> bytes:  # fmt: skip
+             kind: str = "landmark", qat_lr: float = 0.01) -> bytes:  # fmt: skip
     try:
         import ai_edge_quantizer  # noqa: F401
 
         if qat_epochs:
             import torch  # noqa: F401
-        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind)
+        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind, qat_lr)
     except ImportError:
         if not quantizer_python:
             raise BuildError(
@@ -903,7 +907,8 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
         cmd = [quantizer_python, str(Path(__file__).resolve()), "--stage", "quantize",
                "--float-in", str(tmp / "float.tflite"), "--crops", str(tmp / "crops.npy"),
                "--recipe-json", str(tmp / "recipe.json"), "--update", update,
-               "--qat-epochs", str(qat_epochs), "--stage-out", str(tmp / "out.tflite"),
+               "--qat-epochs", str(qat_epochs), "--qat-lr", repr(qat_lr),
+               "--stage-out", str(tmp / "out.tflite"),
                "--input-kind", kind]  # fmt: skip
         done = subprocess.run(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
         if done.returncode != 0:
@@ -1363,6 +1368,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for name in ("qat_epochs", "bench"):
         if getattr(args, name) < 0:
             raise BuildError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not (math.isfinite(args.qat_lr) and args.qat_lr > 0):
+        raise BuildError(f"--qat-lr must be a positive number, got {args.qat_lr}")
     for name in ("tolerance", "worst_tolerance"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
@@ -1509,6 +1516,8 @@ def _main(argv=None) -> int:
                         help="where to write the int8 model (default: the models directory's "
                              "<model>_int8.tflite, e.g. "
                              f"{INT8_NAME}.tflite, with its record {INT8_NAME}.json)")  # fmt: skip
+    parser.add_argument("--qat-lr", type=float, default=QAT_LR, metavar="LR",
+                        help="the distillation's learning rate (Adam, cosine schedule)")  # fmt: skip
     parser.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS,
                         help="epochs of quantization-aware distillation after quantizing (0: off; "
                              "needs torch beside the quantizer)")  # fmt: skip
@@ -1631,7 +1640,7 @@ def _main(argv=None) -> int:
         print(f"quantizing with recipe {args.recipe} (+ float: {args.keep_float or 'none'}), "
               f"activation ranges: {args.update}")  # fmt: skip
         model = quantize(float_model, crops, recipe, args.update, args.quantizer_python,
-                         args.qat_epochs)  # fmt: skip
+                         args.qat_epochs, qat_lr=args.qat_lr)  # fmt: skip
         if args.rounding != "nearest":
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             import rounding
@@ -1706,6 +1715,7 @@ def _main(argv=None) -> int:
         "recipe": f"{args.recipe}" + "".join(f"+float:{r}" for r in args.keep_float)
                   + "".join(f"+augment:{a}" for a in args.augment or [])
                   + f", ranges {args.update}, distillation epochs {args.qat_epochs}"
+                  + (f" (learning rate {args.qat_lr})" if args.qat_epochs else "")
                   + (f", rounding {args.rounding} on {args.rounding_crops} crops"
                      if args.rounding != "nearest" else "")
                   + (", head bias correction" if args.head_bias_correction else ""),
