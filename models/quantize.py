@@ -859,17 +859,26 @@ def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], upd
 
 
 def run_stage(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
-              qat_epochs: int, log=print, kind: str = "landmark",
-              qat_lr: float = 0.01) -> bytes:  # fmt: skip
-    """Quantize, then (``qat_epochs`` > 0) distill the int8 weights against the float model."""
+              qat_epochs: int, log=print, kind: str = "landmark", qat_lr: float = QAT_LR,
+              rounding: str = ROUNDING, rounding_crops: int = 96) -> bytes:  # fmt: skip
+    """Quantize; then (``rounding`` not nearest) re-round the int8 weights against float
+    (``rounding.py``); then (``qat_epochs`` > 0) distill them against the float model, starting
+    from the re-rounded weights when there are some."""
     model = inline_buffers(run_quantizer(float_model, crops, recipe, update, log, kind))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if rounding != "nearest":
+        import rounding as optimised
+
+        model = inline_buffers(optimised.optimise_rounding(
+            float_model, model, crops, count=rounding_crops,
+            sequential=rounding == "gptq-upstream", log=log))  # fmt: skip
     if qat_epochs > 0:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         import qat
 
         log(f"quantization-aware distillation, {qat_epochs} epochs on {len(crops)} crops, "
             f"learning rate {qat_lr}:")  # fmt: skip
-        model = qat.distill(float_model, model, crops, epochs=qat_epochs, lr=qat_lr, log=log)
+        model = qat.distill(float_model, model, crops, epochs=qat_epochs, lr=qat_lr, log=log,
+                            from_int8=rounding != "nearest")  # fmt: skip
     return model
 
 
@@ -880,19 +889,21 @@ def _quantize_stage(args) -> None:
     log = lambda m: print(m, flush=True)  # noqa: E731
     out = run_stage(Path(args.float_in).read_bytes(), crops, recipe, args.update,
                     int(args.qat_epochs), log, args.input_kind or "landmark",
-                    float(args.qat_lr))  # fmt: skip
+                    float(args.qat_lr), args.rounding, int(args.rounding_crops))  # fmt: skip
     Path(args.stage_out).write_bytes(out)
 
 
 def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
              quantizer_python: str | None, qat_epochs: int = 0, log=print,
-             kind: str = "landmark", qat_lr: float = 0.01) -> bytes:  # fmt: skip
+             kind: str = "landmark", qat_lr: float = QAT_LR, rounding: str = ROUNDING,
+             rounding_crops: int = 96) -> bytes:  # fmt: skip
     try:
         import ai_edge_quantizer  # noqa: F401
 
         if qat_epochs:
             import torch  # noqa: F401
-        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind, qat_lr)
+        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind, qat_lr,
+                         rounding, rounding_crops)  # fmt: skip
     except ImportError:
         if not quantizer_python:
             raise BuildError(
@@ -908,6 +919,7 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
                "--float-in", str(tmp / "float.tflite"), "--crops", str(tmp / "crops.npy"),
                "--recipe-json", str(tmp / "recipe.json"), "--update", update,
                "--qat-epochs", str(qat_epochs), "--qat-lr", repr(qat_lr),
+               "--rounding", rounding, "--rounding-crops", str(rounding_crops),
                "--stage-out", str(tmp / "out.tflite"),
                "--input-kind", kind]  # fmt: skip
         done = subprocess.run(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
@@ -1640,14 +1652,8 @@ def _main(argv=None) -> int:
         print(f"quantizing with recipe {args.recipe} (+ float: {args.keep_float or 'none'}), "
               f"activation ranges: {args.update}")  # fmt: skip
         model = quantize(float_model, crops, recipe, args.update, args.quantizer_python,
-                         args.qat_epochs, qat_lr=args.qat_lr)  # fmt: skip
-        if args.rounding != "nearest":
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
-            import rounding
-
-            model = rounding.optimise_rounding(
-                float_model, inline_buffers(model), crops, count=args.rounding_crops,
-                sequential=args.rounding == "gptq-upstream")  # fmt: skip
+                         args.qat_epochs, qat_lr=args.qat_lr, rounding=args.rounding,
+                         rounding_crops=args.rounding_crops)  # fmt: skip
         if args.head_bias_correction:
             model = correct_head_biases(inline_buffers(model), crops)
         args.out.parent.mkdir(parents=True, exist_ok=True)
