@@ -336,11 +336,13 @@ def _loss(out: dict, t: dict) -> tuple[torch.Tensor, dict]:
 
 def distill(float_model: bytes, int8_model: bytes, crops: np.ndarray, epochs: int = 6,
             batch: int = 16, lr: float = 0.01, seed: int = 0, augment: bool = True, log=print,
-            on_epoch=None) -> bytes:  # fmt: skip
+            on_epoch=None, from_int8: bool = False) -> bytes:  # fmt: skip
     """Fine-tune the int8 weights/biases against the float model; return the int8 model with the
-    learned values written in. ``on_epoch(epoch, graph)`` is called after each epoch."""
+    learned values written in. ``on_epoch(epoch, graph)`` is called after each epoch.
+    ``from_int8``: start from the int8 model's own weights and biases (say, re-rounded by
+    ``rounding.py``) instead of the float ones."""
     torch.manual_seed(seed)
-    graph = Graph(float_model, int8_model)
+    graph = Graph(float_model, int8_model, from_int8=from_int8)
     params = list(graph.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     steps = epochs * math.ceil(len(crops) / batch)

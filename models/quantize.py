@@ -77,6 +77,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 INT8_NAME = "pose_landmark_full_int8"
 QAT_EPOCHS = 0  # distillation (qat.py) is opt-in: it did not beat the recipe alone
+QAT_LR = 0.01
+ROUNDINGS = ("nearest", "gptq", "gptq-upstream")  # rounding.py; docs/history.md
+ROUNDING = "nearest"
 REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
 SIGNATURE = "serving_default"
 # output tensors of the landmark models kept after pruning (Identity_2 is the mask)
@@ -856,15 +859,26 @@ def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], upd
 
 
 def run_stage(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
-              qat_epochs: int, log=print, kind: str = "landmark") -> bytes:  # fmt: skip
-    """Quantize, then (``qat_epochs`` > 0) distill the int8 weights against the float model."""
+              qat_epochs: int, log=print, kind: str = "landmark", qat_lr: float = QAT_LR,
+              rounding: str = ROUNDING, rounding_crops: int = 96) -> bytes:  # fmt: skip
+    """Quantize; then (``rounding`` not nearest) re-round the int8 weights against float
+    (``rounding.py``); then (``qat_epochs`` > 0) distill them against the float model, starting
+    from the re-rounded weights when there are some."""
     model = inline_buffers(run_quantizer(float_model, crops, recipe, update, log, kind))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if rounding != "nearest":
+        import rounding as optimised
+
+        model = inline_buffers(optimised.optimise_rounding(
+            float_model, model, crops, count=rounding_crops,
+            sequential=rounding == "gptq-upstream", log=log))  # fmt: skip
     if qat_epochs > 0:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         import qat
 
-        log(f"quantization-aware distillation, {qat_epochs} epochs on {len(crops)} crops:")
-        model = qat.distill(float_model, model, crops, epochs=qat_epochs, log=log)
+        log(f"quantization-aware distillation, {qat_epochs} epochs on {len(crops)} crops, "
+            f"learning rate {qat_lr}:")  # fmt: skip
+        model = qat.distill(float_model, model, crops, epochs=qat_epochs, lr=qat_lr, log=log,
+                            from_int8=rounding != "nearest")  # fmt: skip
     return model
 
 
@@ -874,19 +888,22 @@ def _quantize_stage(args) -> None:
     recipe = json.loads(Path(args.recipe_json).read_text())
     log = lambda m: print(m, flush=True)  # noqa: E731
     out = run_stage(Path(args.float_in).read_bytes(), crops, recipe, args.update,
-                    int(args.qat_epochs), log, args.input_kind or "landmark")  # fmt: skip
+                    int(args.qat_epochs), log, args.input_kind or "landmark",
+                    float(args.qat_lr), args.rounding, int(args.rounding_crops))  # fmt: skip
     Path(args.stage_out).write_bytes(out)
 
 
 def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
              quantizer_python: str | None, qat_epochs: int = 0, log=print,
-             kind: str = "landmark") -> bytes:  # fmt: skip
+             kind: str = "landmark", qat_lr: float = QAT_LR, rounding: str = ROUNDING,
+             rounding_crops: int = 96) -> bytes:  # fmt: skip
     try:
         import ai_edge_quantizer  # noqa: F401
 
         if qat_epochs:
             import torch  # noqa: F401
-        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind)
+        return run_stage(float_model, crops, recipe, update, qat_epochs, log, kind, qat_lr,
+                         rounding, rounding_crops)  # fmt: skip
     except ImportError:
         if not quantizer_python:
             raise BuildError(
@@ -901,7 +918,9 @@ def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: 
         cmd = [quantizer_python, str(Path(__file__).resolve()), "--stage", "quantize",
                "--float-in", str(tmp / "float.tflite"), "--crops", str(tmp / "crops.npy"),
                "--recipe-json", str(tmp / "recipe.json"), "--update", update,
-               "--qat-epochs", str(qat_epochs), "--stage-out", str(tmp / "out.tflite"),
+               "--qat-epochs", str(qat_epochs), "--qat-lr", repr(qat_lr),
+               "--rounding", rounding, "--rounding-crops", str(rounding_crops),
+               "--stage-out", str(tmp / "out.tflite"),
                "--input-kind", kind]  # fmt: skip
         done = subprocess.run(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
         if done.returncode != 0:
@@ -1345,6 +1364,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
                          f"(for --model {args.model})")  # fmt: skip
     if args.model != "full" and (args.qat_epochs or args.head_bias_correction):
         raise BuildError("--qat-epochs and --head-bias-correction are for --model full only")
+    if args.model == "detector" and args.rounding != "nearest":
+        raise BuildError(f"--rounding {args.rounding} is for the landmark models")
     if args.model == "detector" and args.footage:
         raise BuildError("--footage is for the landmark models; the detector is calibrated and "
                          "gated on the test media")  # fmt: skip
@@ -1353,12 +1374,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for kind in args.augment or []:
         if kind not in AUGMENTATIONS:
             raise BuildError(f"--augment {kind}: one of {', '.join(AUGMENTATIONS)}")
-    for name in ("per_video",):
+    for name in ("per_video", "rounding_crops"):
         if getattr(args, name) < 1:
             raise BuildError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("qat_epochs", "bench"):
         if getattr(args, name) < 0:
             raise BuildError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not (math.isfinite(args.qat_lr) and args.qat_lr > 0):
+        raise BuildError(f"--qat-lr must be a positive number, got {args.qat_lr}")
     for name in ("tolerance", "worst_tolerance"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
@@ -1505,6 +1528,8 @@ def _main(argv=None) -> int:
                         help="where to write the int8 model (default: the models directory's "
                              "<model>_int8.tflite, e.g. "
                              f"{INT8_NAME}.tflite, with its record {INT8_NAME}.json)")  # fmt: skip
+    parser.add_argument("--qat-lr", type=float, default=QAT_LR, metavar="LR",
+                        help="the distillation's learning rate (Adam, cosine schedule)")  # fmt: skip
     parser.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS,
                         help="epochs of quantization-aware distillation after quantizing (0: off; "
                              "needs torch beside the quantizer)")  # fmt: skip
@@ -1512,6 +1537,13 @@ def _main(argv=None) -> int:
                         help="shift the float heads' biases by the mean int8-vs-float output "
                              "difference (off: it finds the marginal photo and fails the gate; "
                              "see docs/models.md)")  # fmt: skip
+    parser.add_argument("--rounding", choices=ROUNDINGS, default=ROUNDING,
+                        help="int8 weights: the quantizer's round-to-nearest; gptq: re-rounded "
+                             "layer by layer to minimise each layer's output error on the float "
+                             "model's inputs; gptq-upstream: on the int8 model's own inputs, "
+                             "towards float's outputs (models/rounding.py)")  # fmt: skip
+    parser.add_argument("--rounding-crops", type=int, default=96, metavar="N",
+                        help="calibration crops the gptq rounding looks at (evenly spread)")  # fmt: skip
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when a verified, gated int8 model is already there")  # fmt: skip
     parser.add_argument("--recipe",
@@ -1620,7 +1652,8 @@ def _main(argv=None) -> int:
         print(f"quantizing with recipe {args.recipe} (+ float: {args.keep_float or 'none'}), "
               f"activation ranges: {args.update}")  # fmt: skip
         model = quantize(float_model, crops, recipe, args.update, args.quantizer_python,
-                         args.qat_epochs)  # fmt: skip
+                         args.qat_epochs, qat_lr=args.qat_lr, rounding=args.rounding,
+                         rounding_crops=args.rounding_crops)  # fmt: skip
         if args.head_bias_correction:
             model = correct_head_biases(inline_buffers(model), crops)
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -1688,6 +1721,9 @@ def _main(argv=None) -> int:
         "recipe": f"{args.recipe}" + "".join(f"+float:{r}" for r in args.keep_float)
                   + "".join(f"+augment:{a}" for a in args.augment or [])
                   + f", ranges {args.update}, distillation epochs {args.qat_epochs}"
+                  + (f" (learning rate {args.qat_lr})" if args.qat_epochs else "")
+                  + (f", rounding {args.rounding} on {args.rounding_crops} crops"
+                     if args.rounding != "nearest" else "")
                   + (", head bias correction" if args.head_bias_correction else ""),
         "gate": {"passed": True, "tolerance": args.tolerance,
                  "worst_tolerance": args.worst_tolerance,

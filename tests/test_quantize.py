@@ -194,6 +194,9 @@ def test_gate_on_your_footage(quantize, media, built_int8):
         (["--update", "percentile:20"], "--update percentile:20: minmax, ema or percentile"),
         (["--update", "median"], "--update median: minmax, ema or percentile"),
         (["--augment", "flip,blur"], "--augment blur: one of flip, light, scale, lowres"),
+        (["--rounding-crops", "0"], "--rounding-crops must be >= 1"),
+        (["--qat-lr", "0"], "--qat-lr must be a positive number"),
+        (["--model", "detector", "--rounding", "gptq"], "--rounding gptq is for the landmark"),
     ],
 )
 def test_bad_arguments_exit_2_at_once(quantize, args, message, capsys, tmp_path):
