@@ -15,8 +15,9 @@ system calls (``close()`` on two descriptors no process has open); the plugin co
 instructions retired between them, in total and per class (SIMD/FP, loads and stores, float FMLA,
 int8 dot product, fp16 arithmetic). Models as the pipeline runs them: the detector as shipped,
 each estimator cut to the outputs the pipeline reads (segmentation head pruned), the int8
-estimator when ``./install.sh --int8`` has built it, the fp16 estimators (``full-fp16``: the float
-model marked for fp16 inference, ``edge/pose/fp16.py``; fp16 kernels on the A76 only). Inputs are fixed pseudo-random tensors: the
+estimator when ``./install.sh --int8`` has built it, the fp16 estimators (``lite-fp16``,
+``full-fp16``: the float model marked for fp16 inference, ``edge/pose/fp16.py``; fp16 kernels on
+the A76 only, float's kernels and counts on the A72). Inputs are fixed pseudo-random tensors: the
 kernels' instruction counts do not depend on the values.
 
 XNNPACK picks its kernels by the features the emulated core reports (qemu sets the aarch64
@@ -635,7 +636,9 @@ def main() -> None:
         guest(sys.argv[2])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="detector,lite,full,heavy,full-int8,lite-int8")
+    parser.add_argument(
+        "--models", default="detector,lite,full,heavy,full-int8,lite-int8,lite-fp16,full-fp16"
+    )
     parser.add_argument(
         "--report",
         nargs="+",
