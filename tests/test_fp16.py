@@ -143,6 +143,27 @@ def test_a_bad_float_model_is_not_edited(float_dir):
     assert not models.derived_present(fp16.name_for("full"), float_dir)
 
 
+@pytest.mark.parametrize("model, usable", [("lite", True), ("full", True), ("heavy", False)])
+def test_each_fp16_estimator_is_measured_and_used_only_within_its_gate(
+    model, usable, need_model, tmp_path
+):
+    """Every model's fp16 estimator has figures from benchmarks/fp16_accuracy.py; lite and full
+    pass the gate and are derived, heavy fails it (worst crop) and is refused, naming why."""
+    name = fp16.name_for(model)
+    assert name in fp16.MEASURED
+    verdict = fp16.gate(name)
+    assert verdict["passed"] is usable, verdict
+    need_model(model)
+    shutil.copy(models.locate(models.estimator_name(model)), tmp_path)
+    if usable:
+        record = fp16.ensure(name, tmp_path)
+        assert record["gate"] == verdict and record["sha256"] == fp16.SHA256[name]
+    else:
+        with pytest.raises(ModelError, match=rf"{name} failed its accuracy gate \(mean "):
+            fp16.ensure(name, tmp_path)
+        assert not models.derived_present(name, tmp_path)
+
+
 def test_an_unmeasured_fp16_model_is_not_used(float_dir, monkeypatch):
     name = fp16.name_for("full")
     monkeypatch.setattr(fp16, "MEASURED", {})

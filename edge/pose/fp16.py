@@ -50,9 +50,12 @@ TOLERANCE = {"mean": 0.03, "worst": 0.10}
 # A model not listed here has not been measured: its gate fails and it is not used.
 MEASURED: dict[str, dict[str, float]] = {
     # 46 and 45 crops with a torso (of 47: 34 photos, 4 frames of each of 5 videos), LiteRT 2.3.0,
-    # one thread, 2026-11-29; heavy not measured (emulated, it takes about an hour)
+    # one thread, 2026-11-29
     "pose_landmark_full_fp16": {"mean": 0.01118, "worst": 0.06303},
     "pose_landmark_lite_fp16": {"mean": 0.01322, "worst": 0.07026},
+    # the same 47 crops (46 with a torso), 2026-11-30: fails, worst 14.8 % on one COCO photo
+    # (one landmark moves by 74 % of the torso); no pose decision changed
+    "pose_landmark_heavy_fp16": {"mean": 0.01321, "worst": 0.14783},
 }
 GATE_KIND = models.EMULATED_A76
 
