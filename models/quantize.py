@@ -809,6 +809,19 @@ def percentile_ranges(qsvs: dict, percentile: float) -> dict:
     return out
 
 
+def calibration_set(items: np.ndarray, args: argparse.Namespace, what: str) -> np.ndarray:
+    """The calibration inputs: ``--crops-cache`` read if it exists (else written from
+    ``items``), then ``--augment``'s copies added."""
+    if args.crops_cache and args.crops_cache.is_file():
+        items = np.load(args.crops_cache)
+        print(f"calibration {what}: {len(items)} from {args.crops_cache}")
+    elif args.crops_cache:
+        np.save(args.crops_cache, items)
+    if args.augment:
+        items = augment(items, args.augment)
+    return items
+
+
 def _quiet_progress_bars() -> None:
     """ai-edge-quantizer's progress bars pass ``disable=`` to tqdm explicitly, which
     TQDM_DISABLE does not override; they would fill install.sh's log with carriage returns."""
@@ -1422,13 +1435,7 @@ def _main_detector(args, target: Target, float_path: Path, media: Path) -> int:
                          "detector is calibrated and gated on them")  # fmt: skip
     print("detector inputs from the licence-clean sources, gate frames from the others:")
     inputs, side, held = collect_detector_inputs(media, args.per_video)
-    if args.crops_cache and args.crops_cache.is_file():
-        inputs = np.load(args.crops_cache)
-        print(f"calibration inputs: {len(inputs)} from {args.crops_cache}")
-    elif args.crops_cache:
-        np.save(args.crops_cache, inputs)
-    if args.augment:
-        inputs = augment(inputs, args.augment)
+    inputs = calibration_set(inputs, args, "inputs")
     print(f"calibration inputs: {len(inputs)}; calibration-side frames: {len(side)}; "
           f"held-out frames: {len(held)}")  # fmt: skip
     if args.evaluate:
@@ -1632,13 +1639,7 @@ def _main(argv=None) -> int:
     else:
         print("calibration crops from the licence-clean sources, gate frames from the others:")
         crops, side, held_sources = collect_by_source(media, args.per_video, model=args.model)
-        if args.crops_cache and args.crops_cache.is_file():
-            crops = np.load(args.crops_cache)
-            print(f"calibration crops: {len(crops)} from {args.crops_cache}")
-        elif args.crops_cache:
-            np.save(args.crops_cache, crops)
-        if args.augment:
-            crops = augment(crops, args.augment)
+        crops = calibration_set(crops, args, "crops")
         print(f"calibration crops: {len(crops)}; calibration-side frames: {len(side)}; "
               f"held-out frames: {len(held_sources)}")  # fmt: skip
 

@@ -102,6 +102,20 @@ def need_model(models_ready):
     return need
 
 
+@pytest.fixture
+def float_dir(tmp_path, models_ready):
+    """A models directory with the two float models (copies)."""
+    import shutil
+
+    from edge.pose import models
+
+    directory = tmp_path / "models"
+    directory.mkdir()
+    for name in (models.DETECTOR, models.estimator_name(models.DEFAULT_MODEL)):
+        shutil.copy(models.locate(name), directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def built_int8() -> Path:
     """The models directory holding the int8 estimator ``./install.sh --int8`` installed. CI runs

@@ -103,15 +103,6 @@ def test_edit_refuses_what_it_was_not_made_for(models_ready):
         fp16.metadata(detector[:2000])
 
 
-@pytest.fixture
-def float_dir(tmp_path, models_ready):
-    directory = tmp_path / "models"
-    directory.mkdir()
-    for name in ("pose_detection", "pose_landmark_full"):
-        shutil.copy(models.locate(name), directory)
-    return directory
-
-
 def test_derived_on_first_use_identically_with_a_record(float_dir, tmp_path):
     name = fp16.name_for("full")
     assert not models.derived_present(name, float_dir)

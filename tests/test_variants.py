@@ -50,16 +50,6 @@ def write_record(directory, **changes):
 
 
 @pytest.fixture
-def float_dir(tmp_path, models_ready):
-    """A models directory with the two float models (copies)."""
-    directory = tmp_path / "models"
-    directory.mkdir()
-    for name in ("pose_detection", "pose_landmark_full"):
-        shutil.copy(models.locate(name), directory)
-    return directory
-
-
-@pytest.fixture
 def int8_dir(float_dir):
     """``float_dir`` plus an int8 estimator (a copy of float) whose record says it passed."""
     shutil.copy(float_dir / "pose_landmark_full.tflite", float_dir / f"{INT8}.tflite")
