@@ -1057,20 +1057,24 @@ def evaluate_frames(
     frames: list[tuple[str, np.ndarray]],
     reference: dict | None = None,
     float_name: str = "pose_landmark_full",
+    band: tuple[float, float] | None = None,
 ) -> dict:
     """Float (``float_name``) vs ``candidate`` estimator on held-out ``frames`` ((name, BGR image)
     pairs), on the same crop (the float detector's ROI), decoded by ``edge.pose.landmarks`` with
     heatmap refinement; also against MediaPipe's landmarks where ``reference`` (name -> pose or
-    None) has them."""
+    None) has them. The candidate runs as the pipeline runs it: with ``band`` (the pipeline's
+    ``INT8_FALLBACK_BAND``) it is a ``FallbackLandmarkModel`` handing the frames whose flag falls
+    in the band to float, and the summary's ``alone`` gives the same figures without the hand-over."""
     from edge.pose.detector import Detector
-    from edge.pose.landmarks import LandmarkModel
+    from edge.pose.landmarks import FallbackLandmarkModel, LandmarkModel
     from edge.pose.models import locate
     from edge.pose.tracking import roi_from_detection
 
     ref = reference or {}
     detector = Detector(locate("pose_detection"), 2)
     ref_model = LandmarkModel(locate(float_name), 2)
-    cand_model = LandmarkModel(candidate, 2)
+    alone = LandmarkModel(candidate, 2)
+    cand_model = FallbackLandmarkModel(alone, ref_model, band) if band else alone
     rows = []
     for name, frame in frames:
         mp_pose = ref.get(name)
@@ -1082,15 +1086,20 @@ def evaluate_frames(
         a = ref_model.estimate(frame, rect)
         flag_float = float(ref_model.model.output("flag")[0])
         marginal = _presence_is_marginal(ref_model, flag_float)
-        b = cand_model.estimate(frame, rect)
-        flag_int8 = float(cand_model.model.output("flag")[0])
+        b_alone = alone.estimate(frame, rect)
+        flag_int8 = float(alone.model.output("flag")[0])
+        fallbacks = getattr(cand_model, "fallbacks", 0)
+        b = cand_model.estimate(frame, rect) if band else b_alone
         row = {"file": name, "float": a is not None, "int8": b is not None,
-               "mp": mp_pose is not None, "flag_float": flag_float,
-               "flag_int8": flag_int8, "marginal": marginal}  # fmt: skip
+               "int8_alone": b_alone is not None, "mp": mp_pose is not None,
+               "flag_float": flag_float, "flag_int8": flag_int8, "marginal": marginal,
+               "fallback": getattr(cand_model, "fallbacks", 0) > fallbacks}  # fmt: skip
         if a is not None and b is not None:
             la, lb = a.landmarks, b.landmarks
             side = max(rect.width * frame.shape[1], rect.height * frame.shape[0])
             row["torso_share"] = torso(la) / side
+        if row.get("torso_share", 0.0) >= MIN_TORSO_SHARE and b_alone is not None:
+            row["vs_float_alone"] = landmark_error(b_alone.landmarks, la)
         if row.get("torso_share", 0.0) >= MIN_TORSO_SHARE:  # else nothing to measure by: reported
             row["vs_float"] = landmark_error(lb, la)
             row["vis"] = float(np.abs(lb[:33, 3] - la[:33, 3]).max())
@@ -1126,8 +1135,27 @@ def evaluate_frames(
         "max_vis": max(r["vis"] for r in scored),
         "mean_world_cm": float(np.mean([r["world_cm"] for r in scored])),
         "max_flag": max(r["flag"] for r in scored),
+        "band": list(band) if band else None,
+        "fallback_frames": [r["file"] for r in rows if r.get("fallback")],
+        "alone": _alone_summary(rows),
     }
     return {"summary": summary, "rows": rows}
+
+
+def _alone_summary(rows: list[dict]) -> dict:
+    """The candidate's figures without the hand-over to float (``evaluate_frames``)."""
+    scored = [r for r in rows if "vs_float_alone" in r]
+    errors = [r["vs_float_alone"] for r in scored]
+    return {
+        "compared": len(scored),
+        "mean_vs_float": float(np.mean(errors)) if errors else None,
+        "median_vs_float": float(np.median(errors)) if errors else None,
+        "worst_vs_float": max((r["vs_float_alone"], r["file"]) for r in scored) if scored else None,
+        "presence_mismatch": [
+            r["file"] for r in rows
+            if "int8_alone" in r and r["float"] != r["int8_alone"] and not r.get("marginal")
+        ],
+    }  # fmt: skip
 
 
 # The int8 detector's gate: on every held-out frame the same people as float (detections matched
@@ -1661,16 +1689,22 @@ def _main(argv=None) -> int:
         candidate = args.out.with_suffix(".candidate.tflite")
         candidate.write_bytes(inline_buffers(model))
 
+    # judged as the pipeline runs it: the frames whose flag is in the band go to float
+    from edge.pose.landmarks import INT8_FALLBACK_BAND as band
+
     if held is None:  # the test media: the gate on the held-out sources, MediaPipe where known
         reference = media_reference(target.reference)
-        result = evaluate_frames(candidate, held_sources, reference, target.float_name)
-        side_result = evaluate_frames(candidate, side, reference, target.float_name)["summary"]
+        result = evaluate_frames(candidate, held_sources, reference, target.float_name, band)
+        side_result = evaluate_frames(candidate, side, reference, target.float_name, band)
+        side_result = side_result["summary"]
         print(f"calibration side ({len(side)} frames of the calibration sources): mean "
               f"{side_result['mean_vs_float']:.2%}, worst {side_result['worst_vs_float'][0]:.2%} "
               f"({side_result['worst_vs_float'][1]}), pose found differently: "
-              f"{side_result['presence_mismatch'] or 'none'}")  # fmt: skip
+              f"{side_result['presence_mismatch'] or 'none'}; handed to float: "
+              f"{len(side_result['fallback_frames'])}")  # fmt: skip
     else:
-        result, side_result = evaluate_frames(candidate, held, None, target.float_name), None
+        result = evaluate_frames(candidate, held, None, target.float_name, band)
+        side_result = None
     s = result["summary"]
     if held is not None and s["compared"] < MIN_HELD_OUT:
         raise BuildError(f"only {s['compared']} held-out frames of your footage show a person "
@@ -1686,6 +1720,12 @@ def _main(argv=None) -> int:
              if s["presence_mismatch_marginal"] else ""))  # fmt: skip
     print(f"  vs float:     mean {s['mean_vs_float']:.2%}  median {s['median_vs_float']:.2%}  "
           f"worst {s['worst_vs_float'][0]:.2%} ({s['worst_vs_float'][1]}) of torso")  # fmt: skip
+    alone = s["alone"]
+    print(f"  handed to float (pose flag in {band[0]}-{band[1]}): "
+          f"{len(s['fallback_frames'])} of {s['images']} frames "
+          f"{s['fallback_frames'] or ''}; int8 alone: mean {alone['mean_vs_float']:.2%}, worst "
+          f"{alone['worst_vs_float'][0]:.2%} ({alone['worst_vs_float'][1]}), pose found "
+          f"differently: {alone['presence_mismatch'] or 'none'}")  # fmt: skip
     if s["mean_vs_mp"] is not None:
         print(f"  vs MediaPipe: mean {s['mean_vs_mp']:.2%}  worst {s['worst_vs_mp'][0]:.2%} "
               f"({s['worst_vs_mp'][1]}); float vs MediaPipe {s['float_mean_vs_mp']:.2%}")  # fmt: skip
@@ -1733,6 +1773,10 @@ def _main(argv=None) -> int:
                  "worst_vs_mediapipe": s["worst_vs_mp"][0] if s["worst_vs_mp"] else None,
                  "worst_frame": s["worst_vs_float"][1],
                  "frames": s["compared"], "presence_mismatch": s["presence_mismatch"],
+                 "fallback_band": list(band), "fallback_frames": len(s["fallback_frames"]),
+                 "alone": {"mean_vs_float": alone["mean_vs_float"],
+                           "worst_vs_float": alone["worst_vs_float"][0],
+                           "presence_mismatch": alone["presence_mismatch"]},
                  "held_out": models.HELD_OUT_SOURCES if held is None else models.YOUR_FOOTAGE,
                  **({"sources": sorted(media_split(media)["held_out"])} if held is None else {})},
         "calibration": (

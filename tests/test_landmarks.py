@@ -1,8 +1,17 @@
 import math
 
 import numpy as np
+import pytest
 
-from edge.pose.landmarks import decode_landmarks, decode_pose, decode_world, sigmoid, to_pixels
+from edge.pose.landmarks import (
+    FallbackLandmarkModel,
+    LandmarkModel,
+    decode_landmarks,
+    decode_pose,
+    decode_world,
+    sigmoid,
+    to_pixels,
+)
 from edge.pose.roi import Rect
 
 
@@ -84,3 +93,56 @@ def test_decode_pose_rejects_values_that_are_not_finite():
     raw[8], raw[9] = np.inf, -np.inf
     norm, _ = decode_pose(raw, world, rect, (0.0,) * 4, None)
     assert (norm[1, 3], norm[1, 4]) == (1.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def demo_crop(models_ready, need_model):
+    """A frame of the shipped demo clip with the person's ROI (the float detector's)."""
+    import cv2
+
+    from edge.pose.detector import Detector
+    from edge.pose.models import DETECTOR, locate
+    from edge.pose.tracking import roi_from_detection
+    from edge.service.media import DEMO_CLIP
+
+    need_model("lite")
+    capture = cv2.VideoCapture(str(DEMO_CLIP))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    detections = Detector(locate(DETECTOR), 1).detect(frame)
+    assert detections
+    return frame, roi_from_detection(detections[0])
+
+
+def _model(name):
+    from edge.pose.models import locate
+
+    return LandmarkModel(locate(f"pose_landmark_{name}"), 1)
+
+
+@pytest.mark.parametrize(("band", "handed_over"), [((0.0, 1.0), True), ((0.5, 0.5), False)])
+def test_fallback_model_hands_over_inside_the_band_only(demo_crop, band, handed_over):
+    """Full stands in for int8 and lite for float, so the two are told apart."""
+    frame, rect = demo_crop
+    full, lite = _model("full"), _model("lite")
+    expected = (lite if handed_over else full).estimate(frame, rect)
+    both = FallbackLandmarkModel(full, lite, band)
+    got = both.estimate(frame, rect)
+    assert np.array_equal(got.norm, expected.norm) and got.score == expected.score
+    assert (both.invokes, both.fallbacks) == (1, int(handed_over))
+    assert both.model is full.model
+
+
+def test_fallback_model_hands_over_a_flag_that_is_not_finite(demo_crop, monkeypatch):
+    frame, rect = demo_crop
+    full, lite = _model("full"), _model("lite")
+    both = FallbackLandmarkModel(full, lite, (0.5, 0.5))
+    real_output = full.model.output
+    monkeypatch.setattr(
+        full.model,
+        "output",
+        lambda role: np.array([np.nan]) if role == "flag" else real_output(role),
+    )
+    assert np.array_equal(both.estimate(frame, rect).norm, lite.estimate(frame, rect).norm)
+    assert both.fallbacks == 1

@@ -416,6 +416,7 @@ def test_metrics_pass_promtool(daemon, tmp_path):
         'blazepose_edge_stage_latency_seconds_bucket{le="0.05",stage="total"}',
         'blazepose_edge_stage_latency_seconds_count{stage="estimator_invoke"}',
         "blazepose_edge_frames_per_second ", "blazepose_edge_detector_share_ratio ",
+        "blazepose_edge_int8_fallback_ratio 0.0",
         "blazepose_edge_publish_queue_messages ", "blazepose_edge_healthy 1.0",
         "process_cpu_seconds_total ",
     ):  # fmt: skip

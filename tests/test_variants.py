@@ -11,7 +11,8 @@ import shutil
 import pytest
 
 from edge import PoseEstimator
-from edge.pose import board, models, variants
+from edge.pose import board, landmarks, models, variants
+from edge.pose.landmarks import INT8_FALLBACK_BAND, FallbackLandmarkModel
 from edge.service.cli import main
 
 INT8 = "pose_landmark_full_int8"
@@ -62,6 +63,36 @@ def test_int8_variant_loads_the_int8_file(int8_dir):
     assert est.variant == "int8"
     assert est.estimator.model.path == int8_dir / f"{INT8}.tflite"
     assert est.detector.model.path == int8_dir / "pose_detection.tflite"  # detector stays float
+    # the frames it is unsure of go to the float model it was derived from
+    assert isinstance(est.estimator, FallbackLandmarkModel)
+    assert est.estimator.band == INT8_FALLBACK_BAND
+    assert est.estimator.fallback.model.path == int8_dir / "pose_landmark_full.tflite"
+
+
+def test_auto_shares_the_float_interpreter_with_int8s_fallback(int8_dir, monkeypatch):
+    loads = []
+    real_init = landmarks.LandmarkModel.__init__
+
+    def counting(self, path, *args, **kwargs):
+        loads.append(path.name)
+        real_init(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(landmarks.LandmarkModel, "__init__", counting)
+    monkeypatch.setattr(variants, "measure", lambda e, s: {"float": 9.5, "int8": 5.1})
+    est = PoseEstimator(tracking=False, models_dir=int8_dir)
+    assert est.variant == "int8"
+    assert sorted(loads) == ["pose_landmark_full.tflite", f"{INT8}.tflite"]  # float loaded once
+    assert est.estimator.fallback.model.path.name == "pose_landmark_full.tflite"
+
+
+def test_an_int8_gated_with_another_fallback_band_is_refused(int8_dir):
+    gate = {"passed": True, "mean_vs_float": 0.02, "worst_vs_float": 0.08, "tolerance": 0.03,
+            "held_out": models.HELD_OUT_SOURCES, "fallback_band": [0.3, 0.7]}  # fmt: skip
+    write_record(int8_dir, gate=gate)
+    with pytest.raises(models.ModelError, match=r"pose flag in 0\.3-0\.7 .* gate does not apply"):
+        PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
+    write_record(int8_dir, gate={**gate, "fallback_band": list(INT8_FALLBACK_BAND)})
+    assert PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir).variant == "int8"
 
 
 @pytest.mark.parametrize(
@@ -429,3 +460,24 @@ def test_models_verify_reports_the_int8_detector(det8_dir, monkeypatch, capsys):
     assert f"ok {det8_dir / DET8}.tflite" in capsys.readouterr().out
     write_detector_record(det8_dir, gate={"passed": False})
     assert main(["models", "verify"]) == 3
+
+
+def test_fallback_share_counts_the_estimates_handed_to_float(int8_dir):
+    import cv2
+
+    from edge.service.media import DEMO_CLIP
+
+    est = PoseEstimator(variant="int8", models_dir=int8_dir)
+    capture = cv2.VideoCapture(str(DEMO_CLIP))
+    frames = [capture.read()[1] for _ in range(6)]
+    capture.release()
+    for i, frame in enumerate(frames[:3]):
+        assert len(est.process(frame, timestamp_ms=i * 33)) == 1
+    assert est.fallback_share == 0.0  # the person is clear: int8 decides alone
+    est.estimator.band = (0.0, 1.0)  # every flag inside: every estimate handed over
+    for i, frame in enumerate(frames[3:], start=3):
+        assert len(est.process(frame, timestamp_ms=i * 33)) == 1
+    assert est.fallback_share == pytest.approx(0.5)
+    est.reset_counters()
+    assert est.fallback_share == 0.0
+    assert PoseEstimator(variant="float", models_dir=int8_dir).fallback_share == 0.0

@@ -277,6 +277,17 @@ def verify_derived(name: str, directory: Path | None = None) -> dict:
             f"{share_of_torso(gate.get('tolerance'))}), so "
             f"it is not used; delete it, or {fix} with a recipe that passes"
         )
+    band = gate.get("fallback_band")
+    if band is not None:
+        from .landmarks import INT8_FALLBACK_BAND  # the band the pipeline hands over in
+
+        if tuple(band) != INT8_FALLBACK_BAND:
+            raise ModelError(
+                f"model file {path} passed its accuracy gate handing the frames with a pose flag "
+                f"in {band[0]}-{band[1]} to the float model; this version hands over "
+                f"{INT8_FALLBACK_BAND[0]}-{INT8_FALLBACK_BAND[1]}, so the gate does not apply; "
+                f"{fix}"
+            )
     return record
 
 

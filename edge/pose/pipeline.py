@@ -17,8 +17,8 @@ import numpy as np
 
 from .board import has_fp16_arithmetic
 from .detector import MIN_SCORE, Detector
-from .landmarks import NUM_BODY, LandmarkModel, LandmarkResult, to_pixels
-from .models import DEFAULT_MODEL, LANDMARK_MODELS, int8_name, locate
+from .landmarks import NUM_BODY, FallbackLandmarkModel, LandmarkModel, LandmarkResult, to_pixels
+from .models import DEFAULT_MODEL, LANDMARK_MODELS, estimator_name, int8_name, locate
 from .models import models_dir as default_models_dir
 from .roi import Roi, rect_to_roi
 from .stopwatch import Stopwatch
@@ -222,8 +222,21 @@ class PoseEstimator:
             raise ValueError(f"num_threads must be >= 1 (or 0/None: automatic), not {num_threads}")
         directory = Path(models_dir) if models_dir else default_models_dir()
 
-        def load(path: Path) -> LandmarkModel:
-            return LandmarkModel(path, num_threads, backend, warp=warp, segmentation=segmentation)
+        loaded: dict[Path, LandmarkModel] = {}
+
+        def load_plain(path: Path) -> LandmarkModel:
+            if path not in loaded:  # auto's float candidate doubles as int8's fallback
+                loaded[path] = LandmarkModel(
+                    path, num_threads, backend, warp=warp, segmentation=segmentation
+                )
+            return loaded[path]
+
+        def load(path: Path) -> LandmarkModel | FallbackLandmarkModel:
+            if path.stem != int8_name(model):
+                return load_plain(path)
+            # the int8 estimator hands the frames it is unsure of to the float model
+            float_path = locate(estimator_name(model), directory)
+            return FallbackLandmarkModel(load_plain(path), load_plain(float_path))
 
         table = variants(model)
         if variant == "auto":
@@ -356,10 +369,21 @@ class PoseEstimator:
         """``detector_runs / frames_processed`` (0 before the first frame)."""
         return self.tracker.detector_share
 
+    @property
+    def fallback_share(self) -> float:
+        """For the int8 variant: the share of its landmark estimates (one per person per frame)
+        that it handed to the float model because its pose flag was inside
+        ``landmarks.INT8_FALLBACK_BAND``; 0 for the other variants and before the first."""
+        return getattr(self.estimator, "fallbacks", 0) / max(
+            getattr(self.estimator, "invokes", 0), 1
+        )
+
     def reset_counters(self) -> None:
-        """Start ``frames_processed``, ``frames_scanned`` and ``detector_runs`` again from 0
-        (after a warm-up)."""
+        """Start ``frames_processed``, ``frames_scanned``, ``detector_runs`` and
+        ``fallback_share`` again from 0 (after a warm-up)."""
         self.tracker.frames = self.tracker.detector_runs = self._scanned = 0
+        if isinstance(self.estimator, FallbackLandmarkModel):
+            self.estimator.invokes = self.estimator.fallbacks = 0
 
     def close(self) -> None:
         """Release the interpreters. ``process`` raises afterwards; closing twice is fine."""

@@ -131,6 +131,7 @@ class Daemon:
             "scanned_share": round(
                 self.estimator.frames_scanned / max(self.estimator.frames_processed, 1), 4
             ),
+            "fallback_share": round(self.estimator.fallback_share, 4),
             "model": self.estimator.model,
             "variant": self.estimator.variant,
             "runtime": self.estimator.backend,

@@ -158,6 +158,10 @@ class _Collector:
             ("detector_share_ratio",
              "Share of frames that ran the person detector (the rest were tracked).",
              ("detector_share",)),
+            ("int8_fallback_ratio",
+             "Share of the int8 estimator's landmark estimates handed to the float model (its "
+             "pose flag near the threshold); 0 for the other variants.",
+             ("fallback_share",)),
             ("cpu_temperature_celsius", "SoC temperature, where readable.", ("temperature_c",)),
             ("throttled_flags", "Raspberry Pi firmware throttling bits (get_throttled).",
              ("throttled",)),
