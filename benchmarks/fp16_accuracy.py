@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/fp16_accuracy.py                    # full, photos + video frames
     .venv/bin/python benchmarks/fp16_accuracy.py --models lite,full,heavy --json out.json
     .venv/bin/python benchmarks/fp16_accuracy.py --photos 2 --videos 0 --cpus cortex-a76
+    .venv/bin/python benchmarks/fp16_accuracy.py --models heavy --timeout 10800
 
 The fp16 estimator (``edge/pose/fp16.py``) is the float model whose ``reduced_precision_support``
 metadata says ``fp16accfp16``; XNNPACK then runs it in fp16 where the core has fp16 arithmetic.
@@ -22,6 +23,10 @@ float torso, for crops with a torso of at least 5 % of the ROI; the pose flag's 
 Expect on the A76: outputs that differ from float (if they are bit-identical, fp16 did not run);
 on the A72: bit-identical outputs (XNNPACK falls back to fp32). Emulated time is no guide to a
 Pi's: qemu runs fp16 instructions through soft-float helpers.
+
+Each emulated run (one core, both estimators, every crop) is stopped after ``--timeout`` seconds;
+by default three times what the model's crops are expected to take (``SECONDS_PER_CROP``), and
+never less than 30 minutes: heavy takes about 48 s a crop, so its 47 crops get 6768 s.
 """
 
 from __future__ import annotations
@@ -43,6 +48,17 @@ VIDEOS = (
     "two_people_hug_1080p_mmaction2.mp4", "hard_upper_body_sign_language_intel.mp4",
 )  # fmt: skip
 ROLES = ("landmarks", "flag", "heatmap", "world")
+# Emulated seconds per crop of one run under the A76 (both estimators; qemu runs fp16 in soft-float
+# helpers, so the A72's run is faster), 2026-11-30, 2-vCPU host: lite and full from runs of 1 and 7
+# crops (the difference, so loading the models is left out), heavy from its 47 crops in chunks.
+SECONDS_PER_CROP = {"lite": 5.4, "full": 11.0, "heavy": 48.0}
+MIN_TIMEOUT_S = 1800  # what lite and full, all 47 crops, have always fitted in
+
+
+def default_timeout(model: str, crops: int) -> int:
+    """Seconds one emulated run of ``crops`` crops of ``model`` may take before it is stopped:
+    three times the expected time (a busy host is slower), at least ``MIN_TIMEOUT_S``."""
+    return max(MIN_TIMEOUT_S, round(3 * crops * SECONDS_PER_CROP[model]))
 
 
 # --- the guest side (under qemu: stdlib, numpy and the interpreter only) -------------------------
@@ -168,7 +184,13 @@ def run_guest(cache: Path, view: Path, site: Path, cpu: str, models: dict, input
         cmd = ["qemu-aarch64", "-cpu", cpu, "-L", str(view), str(view / "usr/bin/python3.11")]
         cmd += [str(Path(__file__)), "--guest", str(spec)]
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(
+                f"fp16_accuracy: the {cpu} run was stopped after {timeout} s: give a longer "
+                "--timeout, or fewer crops (--photos, --videos)"
+            ) from None
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-3000:])
             raise SystemExit(f"fp16_accuracy: the {cpu} run failed (exit {proc.returncode})")
@@ -267,14 +289,16 @@ def default_cache() -> Path:
     )
 
 
-def measure(model: str, items, cpus, cache: Path, timeout: int = 1800) -> dict:
-    """Float vs fp16 estimator of landmark model ``model`` on ``items`` under each core."""
+def measure(model: str, items, cpus, cache: Path, timeout: int | None = None) -> dict:
+    """Float vs fp16 estimator of landmark model ``model`` on ``items`` under each core; each
+    core's run is stopped after ``timeout`` seconds (default: ``default_timeout``)."""
     import numpy as np
 
     from edge.pose import fp16, models
 
     site, views = setup(cache, cpus)
     meta, tensors = crops(model, items)
+    timeout = timeout or default_timeout(model, len(meta))
     folder = cache / "fp16-models"
     folder.mkdir(exist_ok=True)
     source = models.locate(models.estimator_name(model))  # verified against the manifest
@@ -292,7 +316,7 @@ def measure(model: str, items, cpus, cache: Path, timeout: int = 1800) -> dict:
     result = {"model": model, "crops": [m[0] for m in meta], "cpus": {}}
     try:
         for cpu in cpus:
-            say(f"{model}: {len(meta)} crops under -cpu {cpu}")
+            say(f"{model}: {len(meta)} crops under -cpu {cpu} (stopped after {timeout} s)")
             outs = run_guest(cache, views[cpu], site, cpu, files, inputs, timeout)
             cmp = compare(meta, outs["float"], outs["fp16"])
             cmp["seconds"] = outs["seconds"]
@@ -334,6 +358,16 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=None, help="the first N photos (all)")
     parser.add_argument("--videos", type=int, default=4, help="frames per test video")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        metavar="SECONDS",
+        help="stop each emulated run (one core, one model) after this long (default: three "
+        "times the expected time for the model and the number of crops, at least "
+        f"{MIN_TIMEOUT_S}; expected per crop: "
+        + ", ".join(f"{m} {s:g} s" for m, s in SECONDS_PER_CROP.items())
+        + ")",
+    )
     args = parser.parse_args()
 
     from edge.service.media import media_dir
@@ -344,7 +378,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     results = []
     for model in args.models.split(","):
-        result = measure(model, items, args.cpus.split(","), cache)
+        result = measure(model, items, args.cpus.split(","), cache, args.timeout)
         print(report(result), flush=True)
         results.append(result)
     if args.json:

@@ -1,4 +1,6 @@
 import json
+import threading
+import time
 
 import cv2
 import pytest
@@ -87,3 +89,61 @@ def test_bench_names_the_landmark_model(media, need_model, capsys):
     assert report["env"]["model"] == "lite" and report["env"]["variant"] == "float"
     assert set(report["env"]["models"]) == {"pose_detection", "pose_landmark_lite"}
     assert bench.summary(report).count("lite float") == 1
+
+
+def _spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.skipif(not bench.PER_THREAD_CPU, reason="per-thread CPU clocks are Linux's")
+def test_thread_cpu_clock_reads_other_threads_and_keeps_ended_ones():
+    own = bench.thread_cpu_s(threading.get_native_id())
+    assert own == pytest.approx(time.thread_time(), abs=2e-3)  # the same clock as Python's
+    started, release, used = threading.Event(), threading.Event(), []
+
+    def worker():
+        _spin(0.05)
+        started.set()
+        release.wait(10)
+        used.append(time.thread_time())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.wait(10)
+    group = bench.ThreadGroupCpu()
+    group.add({thread.native_id})
+    assert group.seconds() == pytest.approx(bench.thread_cpu_s(thread.native_id))
+    assert 0.05 <= group.seconds() < 0.5  # read from this thread, not the worker's
+    group.end({thread.native_id})  # just before it ends
+    release.set()
+    thread.join()
+    assert bench.thread_cpu_s(thread.native_id) == 0.0  # gone: its clock cannot be read
+    assert group.seconds() == pytest.approx(used[0], abs=2e-3)  # but what it used is kept
+
+
+@pytest.mark.skipif(not bench.PER_THREAD_CPU, reason="per-thread CPU clocks are Linux's")
+def test_bench_separates_decoding_cpu_from_the_pipeline(media, models_ready):
+    """A 1080p clip costs about 4 ms of CPU a frame to decode, on the same cores as the pipeline:
+    that time is reported as decoding, not as the pipeline's. The clip (72 frames) loops inside
+    the measured frames, so the decoder's threads end and are replaced while it is measured."""
+    video = media / "video" / "two_people_hug_1080p_mmaction2.mp4"
+    cap, decoded = cv2.VideoCapture(str(video)), 0
+    t0 = time.process_time()
+    while cap.read()[0]:
+        decoded += 1
+    alone_ms = 1000 * (time.process_time() - t0) / decoded  # decoding alone, every thread
+    cap.release()
+    report = bench.run(str(video), frames=70, warmup=10, threads=1, show_progress=False)
+    cpu = report["resources"]["cpu_ms_per_frame"]
+    assert 0.5 < cpu["decode"] / alone_ms < 2
+    assert cpu["pipeline"] == pytest.approx(cpu["process"] - cpu["decode"], abs=2e-3)
+    assert cpu["pipeline"] > 1 and cpu["pipeline"] < cpu["process"] - 0.5 * alone_ms
+    # with one interpreter thread the pipeline is the calling thread alone: its own clock and the
+    # decoding threads' clocks, read separately, add up to the whole process's CPU time
+    assert cpu["pipeline_thread"] + cpu["decode"] == pytest.approx(cpu["process"], rel=0.05)
+    assert report["throughput"]["wall_ms_per_frame"] == pytest.approx(
+        1000 / report["throughput"]["fps"], rel=0.01
+    )
+    assert f"decoding {cpu['decode']:.2f} ms" in bench.summary(report)

@@ -39,6 +39,30 @@ def test_infer_video_lines_per_frame_and_annotate(models_ready, tmp_path, capsys
     assert (out_dir / "clip.mp4").stat().st_size > 0
 
 
+def test_infer_summary_counts_the_poses_with_num_poses(media, models_ready, capsys):
+    """With ``--num-poses`` above 1 the summary says how many people were found, not only in how
+    many frames: two people in every frame of the handshake clip, three in the photo."""
+    names = (
+        "hard_three_people_upper_body_tfjs.jpg",
+        "yoga.jpg",
+        "hard_no_person_kitten_tfpose.jpg",
+    )
+    paths = [media / "images" / name for name in names]
+    paths.append(media / "video" / "two_people_handshake_mmhuman3d.mp4")
+    assert main(["infer", "--num-poses", "3", *map(str, paths)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{paths[0]}: 1/1 image with a pose; 3 poses",
+        f"{paths[1]}: 1/1 image with a pose; 1 pose",
+        f"{paths[2]}: 0/1 image with a pose; 0 poses",
+        f"{paths[3]}: 40/40 frames with a pose; 80 poses in all, up to 2 in one frame",
+    ]
+    assert main(["infer", str(paths[0]), str(paths[3])]) == 0  # one person: as before
+    assert capsys.readouterr().out.splitlines() == [
+        f"{paths[0]}: 1/1 image with a pose",
+        f"{paths[3]}: 40/40 frames with a pose",
+    ]
+
+
 def test_unreadable_file_reported_others_processed(media, models_ready, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")

@@ -221,10 +221,15 @@ def test_fp16_by_name_on_x86_says_it_runs_in_fp32(float_dir):
 # --- emulated aarch64 ----------------------------------------------------------------------------
 
 
-def _emulation():
+def _script():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import fp16_accuracy
 
+    return fp16_accuracy
+
+
+def _emulation():
+    fp16_accuracy = _script()
     cache = fp16_accuracy.default_cache()
     ready = shutil.which("qemu-aarch64") and (
         any(cache.glob("root-*/usr/bin/python3.11"))
@@ -253,3 +258,28 @@ def test_fp16_runs_in_fp16_on_an_emulated_a76_only(media, models_ready):
     assert a76["presence_mismatch"] == []
     assert a76["mean_vs_float"] <= fp16.TOLERANCE["mean"]
     assert a76["worst_vs_float"][0] <= fp16.TOLERANCE["worst"]
+
+
+def test_the_emulated_runs_timeout_scales_with_the_work(models_ready, monkeypatch, tmp_path):
+    """Heavy's 47 crops (about 48 s each under the A76) outlast the 30 minutes that lite and full
+    fit in: each run's default timeout follows the model and the number of crops."""
+    script = _script()
+    assert script.default_timeout("heavy", 47) == 3 * 47 * 48 > 47 * 48 > script.MIN_TIMEOUT_S
+    assert script.default_timeout("full", 47) == script.default_timeout("lite", 2) == 1800
+    assert script.default_timeout("full", 200) == 6600
+    timeouts = []
+
+    def run_guest(cache, view, site, cpu, files, inputs, timeout):
+        timeouts.append(timeout)
+        return {"seconds": 1, "float": {"invoke_s": 1}, "fp16": {"invoke_s": 1}}
+
+    monkeypatch.setattr(script, "setup", lambda cache, cpus: (tmp_path, dict.fromkeys(cpus)))
+    monkeypatch.setattr(
+        script, "crops", lambda model, items: ([("crop",)] * len(items), np.zeros((len(items), 1)))
+    )
+    monkeypatch.setattr(script, "pruned", lambda path: b"")
+    monkeypatch.setattr(script, "run_guest", run_guest)
+    monkeypatch.setattr(script, "compare", lambda meta, ref, cand: {})
+    script.measure("full", [None] * 200, script.CPUS, tmp_path)
+    script.measure("full", [None] * 200, ["cortex-a76"], tmp_path, timeout=60)
+    assert timeouts == [6600, 6600, 60]

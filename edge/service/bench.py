@@ -7,6 +7,12 @@ the capture thread; ``wait`` is time spent waiting for a decoded frame), end-to-
 of frames that ran the detector, CPU use, peak RSS and, on a Raspberry Pi, the SoC temperature
 and throttling flags.
 Writes a JSON report and a PNG of the latency distribution per stage if asked.
+
+CPU time per frame is split between decoding and the pipeline, thread by thread (Linux): decoding
+is the capture thread and the threads the video decoder starts (FFmpeg's); the pipeline is the
+rest of the process (the thread calling ``process`` and the interpreter's worker threads). On a
+core shared with decoding, the pipeline's wall-clock stages also hold the time the decoder ran
+while the pipeline had released the GIL (in the crop kernel, ``estimator_pre``); CPU time does not.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,20 +62,84 @@ def machine() -> dict:
     }
 
 
+PER_THREAD_CPU = sys.platform.startswith("linux")  # threads listed in /proc, per-thread clocks
+
+
+def thread_ids() -> set[int]:
+    """The kernel's ids of this process's threads (Linux)."""
+    return {int(tid) for tid in os.listdir("/proc/self/task")}
+
+
+def thread_cpu_s(tid: int) -> float:
+    """CPU seconds thread ``tid`` of this process has used; 0.0 once it has ended.
+
+    Linux's per-thread CPU clock, with the id glibc's ``pthread_getcpuclockid`` builds
+    (``MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)``): it also works for threads Python did not
+    start (FFmpeg's, the interpreter's), to the nanosecond."""
+    try:
+        return time.clock_gettime(~tid << 3 | 6)
+    except OSError:  # the thread has ended
+        return 0.0
+
+
+class ThreadGroupCpu:
+    """The CPU time of a set of threads, counting those that have ended: ``end`` is told about
+    threads just before they end and keeps what they used."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live: set[int] = set()
+        self._ended_s = 0.0
+
+    def add(self, tids) -> None:
+        with self._lock:
+            self._live |= set(tids)
+
+    def end(self, tids) -> None:
+        with self._lock:
+            for tid in self._live & set(tids):
+                self._ended_s += thread_cpu_s(tid)
+                self._live.discard(tid)
+
+    def seconds(self) -> float:
+        with self._lock:
+            return self._ended_s + sum(thread_cpu_s(tid) for tid in self._live)
+
+
 class _TimedVideo(VideoCaptureSource):
-    """A looping video file whose decode times are recorded (in the capture thread)."""
+    """A looping video file whose decode times are recorded (in the capture thread), with the CPU
+    time of the threads that decode it: the capture thread, and the threads the decoder starts
+    when the file is opened and on its first read, which end when it is closed (each loop)."""
 
     def __init__(self, path: str):
         if not Path(path).is_file():
             raise OSError(f"cannot open video {path}")
         super().__init__(path, "file", loop=True)
         self.decode_ms: dict[int, float] = {}  # by frame index (it decodes ahead of the pipeline)
+        self.decode_cpu = ThreadGroupCpu()
+        self._decoder_threads: set[int] = set()
+        self._threads_before: set[int] | None = None  # before open(), until the first read
+
+    def open(self) -> None:
+        before = thread_ids() if PER_THREAD_CPU else None
+        super().open()
+        self._threads_before = before
+
+    def close(self) -> None:
+        self.decode_cpu.end(self._decoder_threads)  # they end with the capture
+        self._decoder_threads = set()
+        super().close()
 
     def read(self):
         t0 = time.perf_counter()
-        frame = super().read()
+        frame = super().read()  # opens (again, to loop) if need be
         if frame is not None:
             self.decode_ms[frame.index] = (time.perf_counter() - t0) * 1000
+        if self._threads_before is not None:  # the first read after opening
+            reader = threading.get_native_id()  # lives on: not one of the decoder's threads
+            self._decoder_threads = thread_ids() - self._threads_before - {reader}
+            self._threads_before = None
+            self.decode_cpu.add(self._decoder_threads | {reader})
         return frame
 
 
@@ -115,7 +186,6 @@ def run(
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     temps = [t for t in [soc_temperature()] if t is not None]
     throttled = [f for f in [throttled_flags()] if f is not None]
-    cpu0 = os.times()
     total = warmup + frames
     index = 0
     measured_frames: list[int] = []  # source frame numbers, in order
@@ -130,7 +200,8 @@ def run(
             t1 = time.perf_counter()
             if index == warmup:  # the first measured frame: everything counts from here
                 t_start = t0
-                cpu0 = os.times()
+                cpu0, decode0 = time.process_time(), video.decode_cpu.seconds()
+                pipeline0 = time.thread_time()
                 est.reset_counters()
             poses = est.process(frame.image, timestamp_ms=frame.pts_ms)
             t2 = time.perf_counter()
@@ -153,14 +224,15 @@ def run(
                 for value, store in ((soc_temperature(), temps), (throttled_flags(), throttled)):
                     if value is not None:
                         store.append(value)
+        wall = time.perf_counter() - t_start
+        cpu_s, decode_s = time.process_time() - cpu0, video.decode_cpu.seconds() - decode0
+        pipeline_thread_s = time.thread_time() - pipeline0
     finally:
         grabber.stop()
     samples["decode"] = [video.decode_ms[i] for i in measured_frames if i in video.decode_ms]
-    wall = time.perf_counter() - t_start
-    cpu1 = os.times()
     if show_progress:
         sys.stderr.write("\n")
-    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    per_frame = lambda s: round(1000 * s / frames, 3)  # noqa: E731
     invoke = sum(np.sum(samples[s]) for s in ("detector_invoke", "estimator_invoke"))
     frame_total = float(np.sum(samples["frame"]))
     models_used = {path.stem: models.sha256_of(path) for path in est.model_files.values()}
@@ -183,12 +255,23 @@ def run(
             "fps": round(frames / wall, 2),
             "frames": frames,
             "wall_s": round(wall, 3),
+            "wall_ms_per_frame": per_frame(wall),
             "detector_share": round(est.detector_share, 4),
             "outside_invoke_share": round(1 - invoke / frame_total, 4) if frame_total else None,
         },
         "resources": {
             "cpu_percent": round(100 * cpu_s / wall, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # CPU time per measured frame: the process, split into decoding (the capture thread
+            # and the decoder's threads) and the pipeline (the rest: the thread calling
+            # process(), in pipeline_thread, and the interpreter's worker threads); None where
+            # threads cannot be told apart (not Linux)
+            "cpu_ms_per_frame": {
+                "process": per_frame(cpu_s),
+                "pipeline": per_frame(cpu_s - decode_s) if PER_THREAD_CPU else None,
+                "decode": per_frame(decode_s) if PER_THREAD_CPU else None,
+                "pipeline_thread": per_frame(pipeline_thread_s),
+            },
         },
         "thermal": {
             "temperature_c": {"start": temps[0], "end": temps[-1], "max": max(temps)}
@@ -255,6 +338,16 @@ def summary(report: dict) -> str:
         f"{100 * t['detector_share']:.1f}% of frames; outside model invocation "
         f"{100 * t['outside_invoke_share']:.1f}% of frame time; CPU {r['cpu_percent']}%, "
         f"peak RSS {r['peak_rss_mb']} MB"
+    )
+    cpu = r["cpu_ms_per_frame"]
+    split = (
+        f"pipeline {cpu['pipeline']:.2f} ms, decoding {cpu['decode']:.2f} ms, "
+        if cpu["decode"] is not None
+        else ""
+    )
+    lines.append(
+        f"CPU per frame: {split}whole process {cpu['process']:.2f} ms; "
+        f"wall time per frame {t['wall_ms_per_frame']:.2f} ms"
     )
     if report["thermal"]["temperature_c"]:
         th = report["thermal"]

@@ -92,10 +92,20 @@ class Infer:
         if self.args.json:
             print(json.dumps(record, separators=(",", ":")), flush=True)
 
-    def summary(self, path: Path, frames: int, with_pose: int) -> None:
-        if not self.args.json:
-            what = "frames" if frames != 1 else "image"
-            print(f"{path}: {with_pose}/{frames} {what} with a pose")
+    def summary(self, path: Path, counts: list[int], image: bool = False) -> None:
+        """One line per file, from the number of poses found in each frame (one for an image):
+        ``clip.mp4: 118/120 frames with a pose``; with ``--num-poses`` above 1, how many poses
+        too (``clip.mp4: 118/120 frames with a pose; 236 poses in all, up to 2 in one frame``)."""
+        if self.args.json:
+            return
+        with_pose = sum(1 for n in counts if n)
+        line = f"{path}: {with_pose}/{len(counts)} {'image' if image else 'frames'} with a pose"
+        if self.args.num_poses > 1:
+            if image:
+                line += f"; {counts[0]} pose{'' if counts[0] == 1 else 's'}"
+            else:
+                line += f"; {sum(counts)} poses in all, up to {max(counts)} in one frame"
+        print(line)
 
     def image(self, path: Path, frame, warning: str | None = None) -> None:
         from ..pose import draw_poses
@@ -106,7 +116,7 @@ class Infer:
         h, w = frame.shape[:2]
         self.emit({"source": str(path), "width": w, "height": h,
                    "poses": [p.to_dict() for p in poses]})  # fmt: skip
-        self.summary(path, 1, int(bool(poses)))
+        self.summary(path, [len(poses)], image=True)
         if self.args.annotate:
             cv2.imwrite(str(self.annotated_path(path, ".png")), draw_poses(frame, poses))
 
@@ -119,7 +129,8 @@ class Infer:
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
         promised = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         writer = None
-        index = with_pose = 0
+        index = 0
+        counts = []  # poses per frame
         while True:
             ok, frame = cap.read()
             if not ok:
@@ -128,7 +139,7 @@ class Infer:
             h, w = frame.shape[:2]
             self.emit({"source": str(path), "frame": index, "width": w, "height": h,
                        "poses": [p.to_dict() for p in poses]})  # fmt: skip
-            with_pose += bool(poses)
+            counts.append(len(poses))
             if self.args.annotate:
                 if writer is None:
                     out = self.annotated_path(path, ".mp4")
@@ -143,7 +154,7 @@ class Infer:
         if ended_early(index, promised):
             _err(f"{path}: warning: {index} of the {promised:.0f} frames its header promised "
                  "were read: the rest is damaged or missing")  # fmt: skip
-        self.summary(path, index, with_pose)
+        self.summary(path, counts)
 
     def run(self, path: Path) -> None:
         if not path.is_file():
