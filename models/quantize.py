@@ -2,7 +2,7 @@
 
     .venv/bin/python models/quantize.py [--model full|lite|detector] \
         --out models/int8/pose_landmark_full_int8.tflite \
-        [--recipe a8w8-stem-reg] [--update percentile:99.9] [--augment flip,light] \
+        [--recipe a8w8-mid-dec] [--update percentile:99.9] [--augment light,lowres] \
         [--per-video 80] [--crops-cache crops.npy] [--tolerance 0.03] [--bench 200] \
         [--quantizer-python /path/to/venv/bin/python]
 
@@ -76,10 +76,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_NAME = "pose_landmark_full_int8"
-QAT_EPOCHS = 0  # distillation (qat.py) is opt-in: it did not beat the recipe alone
-QAT_LR = 0.01
+# distillation (qat.py) is opt-in: it needs torch, which the quantizer venv of ./install.sh
+# --int8-footage does not carry; the shipped models/int8 build adds --qat-epochs 6
+QAT_EPOCHS = 0
+QAT_LR = 0.003
 ROUNDINGS = ("nearest", "gptq", "gptq-upstream")  # rounding.py; docs/history.md
-ROUNDING = "nearest"
+# The landmark models' defaults: the recipe of the shipped int8 estimator (models/int8/, its
+# record's "recipe"), which passed the gate on held-out sources; the detector keeps its own.
+LANDMARK_DEFAULTS = {"update": "percentile:99.9", "augment": ["light", "lowres"],
+                     "rounding": "gptq"}  # fmt: skip
+DETECTOR_DEFAULTS = {"update": "percentile:99.9", "augment": [], "rounding": "nearest"}
 REFERENCE = ROOT / "tests" / "data" / "mediapipe_reference.json"
 SIGNATURE = "serving_default"
 # output tensors of the landmark models kept after pruning (Identity_2 is the mask)
@@ -742,7 +748,7 @@ DETECTOR_FLOAT_OP_RANGES = {
 }
 OP_RANGES = {"full": FLOAT_OP_RANGES, "lite": LITE_FLOAT_OP_RANGES,
              "detector": DETECTOR_FLOAT_OP_RANGES}  # fmt: skip
-DEFAULT_RECIPE = "a8w8-stem-reg"
+DEFAULT_RECIPE = "a8w8-mid-dec"
 DEFAULT_DETECTOR_RECIPE = "a8w8-stem-heads"
 
 
@@ -873,7 +879,7 @@ def run_quantizer(float_model: bytes, crops: np.ndarray, recipe: list[dict], upd
 
 def run_stage(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
               qat_epochs: int, log=print, kind: str = "landmark", qat_lr: float = QAT_LR,
-              rounding: str = ROUNDING, rounding_crops: int = 96) -> bytes:  # fmt: skip
+              rounding: str = "nearest", rounding_crops: int = 96) -> bytes:  # fmt: skip
     """Quantize; then (``rounding`` not nearest) re-round the int8 weights against float
     (``rounding.py``); then (``qat_epochs`` > 0) distill them against the float model, starting
     from the re-rounded weights when there are some."""
@@ -908,7 +914,7 @@ def _quantize_stage(args) -> None:
 
 def quantize(float_model: bytes, crops: np.ndarray, recipe: list[dict], update: str,
              quantizer_python: str | None, qat_epochs: int = 0, log=print,
-             kind: str = "landmark", qat_lr: float = QAT_LR, rounding: str = ROUNDING,
+             kind: str = "landmark", qat_lr: float = QAT_LR, rounding: str = "nearest",
              rounding_crops: int = 96) -> bytes:  # fmt: skip
     try:
         import ai_edge_quantizer  # noqa: F401
@@ -1399,6 +1405,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse bad values before minutes of collecting crops."""
     if args.recipe is None:
         args.recipe = DEFAULT_DETECTOR_RECIPE if args.model == "detector" else DEFAULT_RECIPE
+    defaults = DETECTOR_DEFAULTS if args.model == "detector" else LANDMARK_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     recipes = recipes_for(args.model)
     if args.recipe != "dynamic" and args.recipe.split("+")[0] not in recipes:
         raise BuildError(f"--recipe {args.recipe}: one of {', '.join(recipes)} or dynamic "
@@ -1572,8 +1582,9 @@ def _main(argv=None) -> int:
                         help="shift the float heads' biases by the mean int8-vs-float output "
                              "difference (off: it finds the marginal photo and fails the gate; "
                              "see docs/models.md)")  # fmt: skip
-    parser.add_argument("--rounding", choices=ROUNDINGS, default=ROUNDING,
-                        help="int8 weights: the quantizer's round-to-nearest; gptq: re-rounded "
+    parser.add_argument("--rounding", choices=ROUNDINGS,
+                        help="int8 weights (default: gptq; nearest for the detector): the "
+                             "quantizer's round-to-nearest; gptq: re-rounded "
                              "layer by layer to minimise each layer's output error on the float "
                              "model's inputs; gptq-upstream: on the int8 model's own inputs, "
                              "towards float's outputs (models/rounding.py)")  # fmt: skip
@@ -1588,8 +1599,10 @@ def _main(argv=None) -> int:
                              f"{DEFAULT_DETECTOR_RECIPE})")  # fmt: skip
     parser.add_argument("--keep-float", action="append", default=[], metavar="REGEX",
                         help="also keep ops whose output tensor name matches REGEX in float")  # fmt: skip
-    parser.add_argument("--update", default="minmax", metavar="minmax|ema|percentile:P",
-                        help="activation ranges: the quantizer's moving average, or global min/max")  # fmt: skip
+    parser.add_argument("--update", metavar="minmax|ema|percentile:P",
+                        help="activation ranges: the quantizer's moving average, global min/max, "
+                             "or that percentile of the per-crop extremes (default "
+                             "percentile:99.9)")  # fmt: skip
     parser.add_argument("--footage", type=Path, nargs="+", metavar="PATH",
                         help="calibrate and gate on your own videos/photos (files or folders) "
                              "instead of the test media: the end of each video and every 5th "

@@ -1,6 +1,7 @@
-"""The real int8 estimator as ``./install.sh --int8`` builds it (models/quantize.py, recipe
-a8w8-stem-reg), through the public API: fidelity to MediaPipe on photos and video, and ``auto``
-with a real second candidate. test_variants.py covers the loader's checks with stand-in files."""
+"""The real int8 estimator as ``./install.sh --int8`` installs it (the checkout's prebuilt
+models/int8/, built by models/quantize.py), through the public API: fidelity to MediaPipe on
+photos and video, and ``auto`` with a real second candidate. test_variants.py covers the loader's
+checks with stand-in files."""
 
 import logging
 
@@ -84,3 +85,7 @@ def test_the_prebuilt_int8_verifies_against_its_record_and_the_float_model(model
     assert gate["held_out"] == models.HELD_OUT_SOURCES
     assert gate["mean_vs_float"] <= 0.03 and gate["worst_vs_float"] <= 0.10
     assert not gate["presence_mismatch"]
+    # judged as the pipeline runs it: the frames it is unsure of handed to float, in this band
+    from edge.pose.landmarks import INT8_FALLBACK_BAND
+
+    assert tuple(gate["fallback_band"]) == INT8_FALLBACK_BAND
