@@ -118,7 +118,10 @@ def test_thread_cpu_clock_reads_other_threads_and_keeps_ended_ones():
     assert 0.05 <= group.seconds() < 0.5  # read from this thread, not the worker's
     group.end({thread.native_id})  # just before it ends
     release.set()
-    thread.join()
+    thread.join()  # returns when Python is done with it; the OS thread exits a moment later
+    deadline = time.monotonic() + 5.0
+    while bench.thread_cpu_s(thread.native_id) != 0.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert bench.thread_cpu_s(thread.native_id) == 0.0  # gone: its clock cannot be read
     assert group.seconds() == pytest.approx(used[0], abs=2e-3)  # but what it used is kept
 
