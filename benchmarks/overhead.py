@@ -1,8 +1,10 @@
 """Time outside the model invocations, per frame, with one interpreter thread on one core.
 
-    nice -n 10 .venv/bin/python benchmarks/overhead.py [--tree DIR ...] [--rounds 3] [--decode]
+    nice -n 10 .venv/bin/python benchmarks/overhead.py [--tree DIR ...] [--rounds 3] [--decode] \
+        [--variants float,int8]
 
-Video mode, full model, float, ``num_threads=1``, the whole process pinned to one core
+Video mode, full model, float (``--variants``: each variant in turn, alternating like the trees;
+int8's hand-overs to float count as invoke time), ``num_threads=1``, the whole process pinned to one core
 (``--core``, default 1: the affinity is set before the interpreter exists, so its threads inherit
 it). Each round runs in a fresh process, one per ``--tree`` (a checkout whose ``edge`` package is
 imported, e.g. ``/work/main`` for the code before a change and ``.`` for the code after it), the
@@ -49,10 +51,11 @@ def child(args: argparse.Namespace) -> dict:
 
     cv2.setNumThreads(1)
     video = str(args.video)
-    est = PoseEstimator(variant="float", num_threads=1, tracking=True, model="full")
+    est = PoseEstimator(variant=args.variant, num_threads=1, tracking=True, model="full")
     records: list[tuple[float, float, float, dict]] = []
     invoke_cpu = [0.0]  # the main thread's CPU time inside the interpreters' invoke()
-    for model in (est.estimator.model, est.detector.model):
+    fallback = getattr(est.estimator, "fallback", None)  # int8's hand-over to float
+    for model in (est.estimator.model, est.detector.model, *([fallback.model] if fallback else [])):
 
         def timed(invoke=model.invoke):
             c0 = time.thread_time()
@@ -151,6 +154,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--decode", action="store_true", help="decode in a capture thread, as bench")
     p.add_argument("--video", type=Path, default=None)
+    p.add_argument("--variants", default="float", help="comma-separated: float, int8, fp16")
+    p.add_argument("--variant", default="float", help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.video is None:
@@ -169,8 +174,9 @@ def main() -> None:
     head += f"{'bench':>6} {'between':>7} | {'cpu':>6} {'outside':>7} {'share':>6} | stages (ms)"
     print(head)
     for r in range(args.rounds):
-        for tree in trees:
+        for tree, variant in [(t, v) for t in trees for v in args.variants.split(",")]:
             argv = [sys.executable, __file__, "--child", "--core", str(args.core)]
+            argv += ["--variant", variant]
             argv += ["--frames", str(args.frames), "--passes", str(args.passes)]
             argv += ["--warmup", str(args.warmup), "--video", str(args.video)]
             argv += ["--decode"] if args.decode else []
@@ -184,7 +190,7 @@ def main() -> None:
             stages = " ".join(f"{k}={v:.3f}" for k, v in res["stages"].items())
             if "capture_cpu" in res:
                 stages += f" capture_cpu={res['capture_cpu']:.3f}"
-            print(f"{r:>5} {str(tree)[-20:]:<20} {res['wall']:6.3f} {res['invoke']:6.3f} "
+            print(f"{r:>5} {(str(tree)[-14:] + ' ' + variant)[-20:]:<20} {res['wall']:6.3f} {res['invoke']:6.3f} "
                   f"{res['outside']:7.3f} {100 * res['share']:5.1f}% "
                   f"{100 * res['bench_share']:5.1f}% {res['between']:7.3f} | {res['cpu']:6.3f} "
                   f"{res['cpu_outside']:7.3f} {100 * res['cpu_share']:5.1f}% | {stages}",
