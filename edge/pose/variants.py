@@ -2,9 +2,11 @@
 
 A variant is a (detector, estimator) pair of model names for one landmark model (lite, full or
 heavy); the table names the float detector, which ``choose_detector`` (below) may swap for the
-int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator that ``models/quantize.py`` builds on the
-machine (for full only: ``models.DERIVED``), which is used only when its record verifies and its
-accuracy gate passed (``models.verify_derived``); ``fp16`` the landmark model marked for fp16
+int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator (for full
+only: ``models.DERIVED``; the checkout's prebuilt one, or one ``models/quantize.py`` built), which
+is used only when its record verifies and its accuracy gate passed (``models.verify_derived``),
+and hands the frames whose pose flag is near the threshold to the float model
+(``landmarks.FallbackLandmarkModel``); ``fp16`` the landmark model marked for fp16
 inference (``fp16.py``; derived on first use), which XNNPACK runs in fp16 on cores with fp16
 arithmetic and in fp32 elsewhere. ``auto`` considers fp16 only on such cores
 (``board.has_fp16_arithmetic``: ARMv8.2 FP16, e.g. the Pi 5's Cortex-A76; never on x86).
