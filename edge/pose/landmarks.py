@@ -40,7 +40,7 @@ HEATMAP_MIN_CONFIDENCE = 0.5
 # person/no person differently from float. Quantization moves the flag by up to 0.25 on small,
 # far or half-hidden figures (0.14 on every held-out frame but one, a photo whose flag float
 # itself holds at 0.63), so outside 0.5 +- 0.25 both decide alike. A wider band costs speed on
-# hard video: 0.1-0.9 handed 16-30 % of the estimates to float on crowded or half-hidden clips
+# hard video: 0.1-0.9 handed 9-30 % of the estimates to float on crowded or half-hidden clips
 # (docs/models.md). The int8 model's gate is judged with this band (its record says which).
 INT8_FALLBACK_BAND = (0.25, 0.75)
 
