@@ -169,8 +169,8 @@ class PoseEstimator:
     ``fallback_share``), ``"fp16"`` (the landmark model marked for fp16 inference, derived
     from it on first use: fp16 on cores with fp16 arithmetic, fp32 elsewhere;
     ``edge/pose/fp16.py``) or ``"auto"`` (the fastest verified variant of ``model`` on this
-    board, measured once and cached; see ``edge/pose/variants.py``). ``self.variant`` is the one in use and ``self.variant_reason``
-    says why. The detector is float, or for ``int8`` and ``auto`` the int8 detector where it
+    board, measured once and cached; see ``edge/pose/variants.py``). ``self.variant`` is the
+    one in use and ``self.variant_reason`` says why. The detector is float, or for ``int8`` and ``auto`` the int8 detector where it
     passed its gate on held-out sources (``auto``: where it is measured faster):
     ``self.detector_variant`` and ``self.detector_reason``.
     """
