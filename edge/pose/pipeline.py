@@ -163,16 +163,16 @@ class PoseEstimator:
     track ends, every frame is scanned for one more interval (a person lost for a moment is
     usually still there), then once an interval. Static mode scans every image.
 
-    ``variant``: ``"float"``, ``"int8"`` (the int8 estimator ``./install.sh --int8`` installs,
-    for full only, accepted only if it passed its accuracy gate; the frames whose pose flag is
-    within ``landmarks.INT8_FALLBACK_BAND`` are run by the float model instead:
-    ``fallback_share``), ``"fp16"`` (the landmark model marked for fp16 inference, derived
-    from it on first use: fp16 on cores with fp16 arithmetic, fp32 elsewhere;
-    ``edge/pose/fp16.py``) or ``"auto"`` (the fastest verified variant of ``model`` on this
-    board, measured once and cached; see ``edge/pose/variants.py``). ``self.variant`` is the
-    one in use and ``self.variant_reason`` says why. The detector is float, or for ``int8`` and ``auto`` the int8 detector where it
-    passed its gate on held-out sources (``auto``: where it is measured faster):
-    ``self.detector_variant`` and ``self.detector_reason``.
+    ``variant``: ``"float"``, ``"int8"`` (the int8 estimator ``./install.sh --int8`` installs, for
+    full only, accepted only if it passed its accuracy gate; the frames whose pose flag is within
+    ``landmarks.INT8_FALLBACK_BAND`` are run by the float model instead: ``fallback_share``),
+    ``"fp16"`` (the landmark model marked for fp16 inference, derived from it on first use: fp16 on
+    cores with fp16 arithmetic, fp32 elsewhere; ``edge/pose/fp16.py``) or ``"auto"`` (the fastest
+    verified variant of ``model`` on this board, measured once and cached; see
+    ``edge/pose/variants.py``). ``self.variant`` is the one in use and ``self.variant_reason`` says
+    why. The detector is float, or for ``int8`` and ``auto`` the int8 detector where it passed its
+    gate on held-out sources (``auto``: where it is measured faster): ``self.detector_variant`` and
+    ``self.detector_reason``.
     """
 
     def __init__(
