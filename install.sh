@@ -7,8 +7,9 @@
 #   ./install.sh --models=lite,full,heavy
 #                             the landmark models to fetch (default lite,full; heavy is 28 MB); the
 #                             detector is always fetched
-#   ./install.sh --int8       also install the int8 estimator: the prebuilt models/int8/ one when the
-#                             checkout carries it (verified, nothing else needed); else build it
+#   ./install.sh --int8       also install the int8 estimators (full; lite too when fetched): the
+#                             prebuilt models/int8/ ones the checkout carries (verified, nothing
+#                             else needed); without them, build full's
 #                             (models/quantize.py: calibrate on the licence-clean test media, gate on
 #                             the other sources; installed only if it passes). Building needs the
 #                             project's test media ($BLAZEPOSE_EDGE_MEDIA or ../shared/media) and a
@@ -168,29 +169,35 @@ for m in ${MODELS//,/ }; do FETCH+=(--model "$m"); done
 if [ "$INT8" = 1 ] && [ -z "$FOOTAGE" ] && [ -f "$PREBUILT/$INT8_NAME.tflite" ]; then
   # The checkout's prebuilt int8 estimator: verified against its record and the float model, then
   # copied into the models folder (no test media, no quantizer). One built on your footage stays.
-  say "installing the prebuilt int8 estimator ($PREBUILT)"
-  .venv/bin/python - "$PREBUILT" "$INT8_NAME" <<'PY'
+  say "installing the prebuilt int8 estimators ($PREBUILT)"
+  .venv/bin/python - "$PREBUILT" <<'PY'
 import sys
 from pathlib import Path
 
 from edge.pose import models
 
-source, name = Path(sys.argv[1]), sys.argv[2]
-try:
-    record = models.verify_derived(name)
-    if record["gate"].get("held_out") == models.YOUR_FOOTAGE:
-        print(f"==> kept the int8 estimator built on your footage in {models.models_dir()}")
-        sys.exit(0)
-    if record["sha256"] == models.verify_derived(name, source)["sha256"]:
-        print(f"==> {models.models_dir() / name}.tflite is there and verified")
-        sys.exit(0)
-except models.ModelError:
-    pass
-record = models.install_derived(name, source)
-gate = record["gate"]
-print(f"==> installed {models.models_dir() / name}.tflite (sha256 {record['sha256'][:12]}..., "
-      f"mean {gate['mean_vs_float']:.2%} / worst {gate['worst_vs_float']:.2%} of the torso on "
-      f"{gate['held_out']})")
+source = Path(sys.argv[1])
+for name in sorted(p.stem for p in source.glob("*_int8.tflite")):
+    try:
+        models.locate(models.DERIVED[name])  # the float model it comes from, fetched
+    except models.ModelError:
+        print(f"==> {name} left out: {models.DERIVED[name]} is not fetched (--models)")
+        continue
+    try:
+        record = models.verify_derived(name)
+        if record["gate"].get("held_out") == models.YOUR_FOOTAGE:
+            print(f"==> kept the int8 estimator built on your footage in {models.models_dir()}")
+            continue
+        if record["sha256"] == models.verify_derived(name, source)["sha256"]:
+            print(f"==> {models.models_dir() / name}.tflite is there and verified")
+            continue
+    except models.ModelError:
+        pass
+    record = models.install_derived(name, source)
+    gate = record["gate"]
+    print(f"==> installed {models.models_dir() / name}.tflite (sha256 {record['sha256'][:12]}..., "
+          f"mean {gate['mean_vs_float']:.2%} / worst {gate['worst_vs_float']:.2%} of the torso on "
+          f"{gate['held_out']})")
 PY
 elif [ "$INT8" = 1 ]; then
   # The quantizer and torch live in their own venv: the daemon never imports them.

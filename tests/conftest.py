@@ -118,14 +118,17 @@ def float_dir(tmp_path, models_ready):
 
 @pytest.fixture(scope="session")
 def built_int8() -> Path:
-    """The models directory holding the int8 estimator ``./install.sh --int8`` installed. CI runs
-    it: when the checkout carries a prebuilt one (models/int8/), absent is a failure there; with
-    none (no recipe has passed the gate on held-out sources) and on a developer's machine the
-    tests that need it are skipped."""
+    """The models directory holding the int8 estimators ``./install.sh --int8`` installed (full's,
+    and every one the checkout carries prebuilt in models/int8/). CI runs it: when the checkout
+    carries them, absent is a failure there; with none (no recipe has passed the gate on held-out
+    sources) and on a developer's machine the tests that need them are skipped."""
     from edge.pose import models
 
+    prebuilt = ROOT / "models" / "int8"
+    names = {"pose_landmark_full_int8"} | {p.stem for p in prebuilt.glob("*_int8.tflite")}
     try:
-        models.verify_derived("pose_landmark_full_int8", INSTALLED_MODELS)
+        for name in sorted(names):
+            models.verify_derived(name, INSTALLED_MODELS)
     except models.ModelError as exc:
         if os.environ.get("CI") and (ROOT / "models" / "int8").is_dir():
             pytest.fail(f"CI builds the int8 estimator (./install.sh --int8): {exc}")

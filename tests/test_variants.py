@@ -246,18 +246,20 @@ def test_variants_per_model():
         "int8": ("pose_detection", INT8),
         "fp16": ("pose_detection", "pose_landmark_full_fp16"),
     }
-    for model in ("lite", "heavy"):  # no int8 estimator is derived from these
-        assert variants.variants(model) == {
-            "float": ("pose_detection", f"pose_landmark_{model}"),
-            "fp16": ("pose_detection", f"pose_landmark_{model}_fp16"),
-        }
+    assert variants.variants("lite")["int8"] == ("pose_detection", "pose_landmark_lite_int8")
+    assert variants.variants("heavy") == {  # no int8 estimator is derived from heavy
+        "float": ("pose_detection", "pose_landmark_heavy"),
+        "fp16": ("pose_detection", "pose_landmark_heavy_fp16"),
+    }
 
 
 def test_model_and_variant_are_checked_before_loading(tmp_path):
     with pytest.raises(ValueError, match="unknown model 'medium'; choose one of lite, full, heavy"):
         PoseEstimator(model="medium", models_dir=tmp_path)
-    with pytest.raises(ValueError, match="no int8 estimator for model 'lite'"):
-        PoseEstimator(model="lite", variant="int8", models_dir=tmp_path)
+    with pytest.raises(
+        ValueError, match=r"no int8 estimator for model 'heavy' \(only for lite and"
+    ):
+        PoseEstimator(model="heavy", variant="int8", models_dir=tmp_path)
 
 
 @pytest.mark.parametrize("model", ["lite", "heavy"])
@@ -268,14 +270,15 @@ def test_auto_for_lite_or_heavy_never_picks_full_int8(int8_dir, need_model, mode
     est = PoseEstimator(model=model, tracking=False, models_dir=int8_dir)
     assert est.model == model and est.variant == "float"
     assert est.model_files["estimator"] == int8_dir / f"pose_landmark_{model}.tflite"
-    assert f"only verified variant (int8: none for {model}," in est.variant_reason
+    why = "absent" if model == "lite" else f"none for {model}"  # lite has an int8 of its own
+    assert f"only verified variant (int8: {why}," in est.variant_reason
 
 
 def test_a_missing_model_names_the_command_that_fetches_it(float_dir, capsys):
     with pytest.raises(models.ModelError, match="models fetch --model heavy"):
         PoseEstimator(model="heavy", models_dir=float_dir)
-    assert main(["infer", "--model", "lite", "--variant", "int8"]) == 2
-    assert "--variant int8 exists for --model full only" in capsys.readouterr().err
+    assert main(["infer", "--model", "heavy", "--variant", "int8"]) == 2
+    assert "--variant int8 exists for --model lite and full only" in capsys.readouterr().err
 
 
 def test_cache_directory_order(monkeypatch, tmp_path):

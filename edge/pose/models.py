@@ -47,7 +47,11 @@ DETECTOR = "pose_detection"
 LANDMARK_MODELS = ("lite", "full", "heavy")  # MediaPipe's model_complexity 0, 1, 2
 DEFAULT_MODEL = "full"
 # derived model -> its source model
-DERIVED = {"pose_landmark_full_int8": "pose_landmark_full", "pose_detection_int8": DETECTOR}
+DERIVED = {
+    "pose_landmark_full_int8": "pose_landmark_full",
+    "pose_landmark_lite_int8": "pose_landmark_lite",
+    "pose_detection_int8": DETECTOR,
+}
 INT8_DETECTOR = "pose_detection_int8"
 # The gates a derived model's record can name (``gate.held_out``). ``auto`` takes only a model
 # judged on sources its calibration never saw; one calibrated and judged on your own footage
@@ -88,6 +92,9 @@ def int8_name(model: str) -> str | None:
     """The derived int8 estimator of landmark model ``model``, if there is one."""
     name = f"{estimator_name(model)}_int8"
     return name if name in DERIVED else None
+
+
+INT8_MODELS = tuple(m for m in LANDMARK_MODELS if int8_name(m))  # the models with an int8 variant
 
 
 def fix_hint(name: str) -> str:

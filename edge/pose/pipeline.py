@@ -18,7 +18,14 @@ import numpy as np
 from .board import has_fp16_arithmetic
 from .detector import MIN_SCORE, Detector
 from .landmarks import NUM_BODY, FallbackLandmarkModel, LandmarkModel, LandmarkResult, to_pixels
-from .models import DEFAULT_MODEL, LANDMARK_MODELS, estimator_name, int8_name, locate
+from .models import (
+    DEFAULT_MODEL,
+    INT8_MODELS,
+    LANDMARK_MODELS,
+    estimator_name,
+    int8_name,
+    locate,
+)
 from .models import models_dir as default_models_dir
 from .roi import Roi, rect_to_roi
 from .stopwatch import Stopwatch
@@ -164,7 +171,7 @@ class PoseEstimator:
     usually still there), then once an interval. Static mode scans every image.
 
     ``variant``: ``"float"``, ``"int8"`` (the int8 estimator ``./install.sh --int8`` installs, for
-    full only, accepted only if it passed its accuracy gate; the frames whose pose flag is within
+    lite and full, accepted only if it passed its accuracy gate; the frames whose pose flag is within
     ``landmarks.INT8_FALLBACK_BAND`` are run by the float model instead: ``fallback_share``),
     ``"fp16"`` (the landmark model marked for fp16 inference, derived from it on first use: fp16 on
     cores with fp16 arithmetic, fp32 elsewhere; ``edge/pose/fp16.py``) or ``"auto"`` (the fastest
@@ -209,7 +216,8 @@ class PoseEstimator:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(CHOICES)}")
         if variant == "int8" and int8_name(model) is None:
             raise ValueError(
-                f"there is no int8 estimator for model {model!r} (only for full); use variant "
+                f"there is no int8 estimator for model {model!r} (only for "
+                f"{' and '.join(INT8_MODELS)}); use variant "
                 "'float' or 'auto'"
             )
         if not 0.0 < min_detection_score < 1.0:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 
 from .. import __version__
-from ..pose import DEFAULT_MODEL, LANDMARK_MODELS, VARIANT_CHOICES, ModelError
+from ..pose import DEFAULT_MODEL, INT8_MODELS, LANDMARK_MODELS, VARIANT_CHOICES, ModelError
 from . import images
 from .exits import EXIT_BROKER, EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
 from .logs import native_stderr_to_log, setup_logging
@@ -20,7 +20,8 @@ from .media import demo_clip
 
 VARIANT_HELP = (
     "model variant: auto (the fastest verified variant on this board, measured once and cached), "
-    "float, int8 (the int8 estimator built by models/quantize.py; full only) or fp16 (the "
+    f"float, int8 (the int8 estimator ./install.sh --int8 installs; {' and '.join(INT8_MODELS)} "
+    "only) or fp16 (the "
     "landmark model marked for fp16 inference: fp16 on cores with fp16 arithmetic such as the "
     "Pi 5's, fp32 elsewhere)"
 )
@@ -179,8 +180,11 @@ class Infer:
 
 
 def _variant_problem(args: argparse.Namespace) -> str | None:
-    if args.variant == "int8" and args.model != "full":
-        return f"--variant int8 exists for --model full only, not {args.model} (use auto or float)"
+    if args.variant == "int8" and args.model not in INT8_MODELS:
+        return (
+            f"--variant int8 exists for --model {' and '.join(INT8_MODELS)} only, not "
+            f"{args.model} (use auto or float)"
+        )
     return None
 
 

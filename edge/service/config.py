@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from ..pose import DEFAULT_MODEL, LANDMARK_MODELS, VARIANT_CHOICES
+from ..pose import DEFAULT_MODEL, INT8_MODELS, LANDMARK_MODELS, VARIANT_CHOICES
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("/etc/blazepose-edge/config.toml")
@@ -726,8 +726,8 @@ RULES = (
     ),
     Rule(
         "pipeline.variant",
-        "int8 exists for pipeline.model full only (use auto or float)",
-        lambda c: c.pipeline.variant != "int8" or c.pipeline.model == "full",
+        f"int8 exists for pipeline.model {' and '.join(INT8_MODELS)} only (use auto or float)",
+        lambda c: c.pipeline.variant != "int8" or c.pipeline.model in INT8_MODELS,
     ),
 )
 
