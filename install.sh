@@ -288,9 +288,12 @@ if [ "$SERVICE" = 1 ]; then
     if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       svc_py=/usr/bin/python3
     fi
-    # the service's models live in its StateDirectory (edge.pose.models.models_dir)
+    # the service's models live in its StateDirectory (edge.pose.models.models_dir); with --int8
+    # the prebuilt int8 estimators go there too (one built on your footage: see deployment.md)
+    svc_int8=
+    if [ "$INT8" = 1 ] && [ -z "$FOOTAGE" ] && [ -f "$PREBUILT/$INT8_NAME.tflite" ]; then svc_int8=--int8; fi
     (cd "$SVC_HOME" && PYTHON=$svc_py BLAZEPOSE_EDGE_MODELS=/var/lib/blazepose-edge/models \
-      ./install.sh --no-broker ${MODELS:+--models=$MODELS})
+      ./install.sh --no-broker ${MODELS:+--models=$MODELS} $svc_int8)
   fi
   id "$SVC_USER" >/dev/null 2>&1 || useradd --system --home-dir "$SVC_HOME" --no-create-home --shell /usr/sbin/nologin --user-group "$SVC_USER"
   getent group video >/dev/null && usermod -aG video "$SVC_USER"
