@@ -188,7 +188,7 @@ for name in sorted(p.stem for p in source.glob("*_int8.tflite")):
         if record["gate"].get("held_out") == models.YOUR_FOOTAGE:
             print(f"==> kept the int8 estimator built on your footage in {models.models_dir()}")
             continue
-        if record["sha256"] == models.verify_derived(name, source)["sha256"]:
+        if record == models.verify_derived(name, source):  # the same file and the same gate
             print(f"==> {models.models_dir() / name}.tflite is there and verified")
             continue
     except models.ModelError:
