@@ -122,7 +122,9 @@ def test_int8_without_record_or_file(int8_dir):
     with pytest.raises(models.ModelError, match=r"has no record .*quantize\.py --out"):
         PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
     (int8_dir / f"{INT8}.tflite").unlink()
-    with pytest.raises(models.ModelError, match=r"_int8\.tflite is missing; build it with"):
+    with pytest.raises(
+        models.ModelError, match=r"_int8\.tflite is missing; install it with \./install\.sh --int8"
+    ):
         PoseEstimator(variant="int8", tracking=False, models_dir=int8_dir)
 
 

@@ -219,9 +219,11 @@ def derived_hint(name: str, directory: Path) -> str:
     source = DERIVED.get(name, "")
     model = "detector" if source == DETECTOR else source.removeprefix("pose_landmark_")
     flag = "" if model == DEFAULT_MODEL else f" --model {model}"
+    build = f".venv/bin/python models/quantize.py{flag} --out {directory / (name + '.tflite')}"
+    if model == "detector":  # install.sh --int8 installs the estimators only
+        return f"build it with: {build}"
     return (
-        f"build it with ./install.sh --int8, or: .venv/bin/python models/quantize.py{flag} --out "
-        f"{directory / (name + '.tflite')}"
+        f"install it with ./install.sh --int8 (the checkout's prebuilt one), or build it: {build}"
     )
 
 
