@@ -1092,14 +1092,18 @@ def evaluate_frames(
         a = ref_model.estimate(frame, rect)
         flag_float = float(ref_model.model.output("flag")[0])
         marginal = _presence_is_marginal(ref_model, flag_float)
-        b_alone = alone.estimate(frame, rect)
+        # one int8 invoke: the hand-over leaves the int8 outputs in place for the alone figures
+        padding = cand_model.preprocess(frame, rect)
+        before = getattr(cand_model, "fallbacks", 0)
+        cand_model.infer()
+        handed_over = getattr(cand_model, "fallbacks", 0) > before
+        b = cand_model.postprocess(rect, padding, frame.shape)
+        b_alone = alone.postprocess(rect, padding, frame.shape) if handed_over else b
         flag_int8 = float(alone.model.output("flag")[0])
-        fallbacks = getattr(cand_model, "fallbacks", 0)
-        b = cand_model.estimate(frame, rect) if band else b_alone
         row = {"file": name, "float": a is not None, "int8": b is not None,
                "int8_alone": b_alone is not None, "mp": mp_pose is not None,
                "flag_float": flag_float, "flag_int8": flag_int8, "marginal": marginal,
-               "fallback": getattr(cand_model, "fallbacks", 0) > fallbacks}  # fmt: skip
+               "fallback": handed_over}  # fmt: skip
         if a is not None and b is not None:
             la, lb = a.landmarks, b.landmarks
             side = max(rect.width * frame.shape[1], rect.height * frame.shape[0])
