@@ -17,8 +17,10 @@
 # Environment:
 #   BLAZEPOSE_EDGE_AARCH64_CACHE    cache folder (default ~/.cache/blazepose-edge/aarch64)
 #   BLAZEPOSE_EDGE_AARCH64_IMAGE    image when none is given (default <media>/images/yoga.jpg)
-#   BLAZEPOSE_EDGE_AARCH64_CONFIGS  which of "pip rpios-litert rpios-tflite trixie" to run (default:
-#                                   all); rpios-litert and trixie run install.sh in the userland
+#   BLAZEPOSE_EDGE_AARCH64_CONFIGS  which of "pip int8 rpios-litert rpios-tflite trixie" to run
+#                                   (default: all); rpios-litert and trixie run install.sh in the
+#                                   userland; int8 runs the prebuilt int8 estimator on aarch64,
+#                                   judged against the x86-64 float run
 #   BLAZEPOSE_EDGE_AARCH64_CPU      emulated core: cortex-a72 (Pi 4, default) or cortex-a76 (Pi 5)
 #   BLAZEPOSE_EDGE_AARCH64_TIMEOUT  limit for the whole check in seconds (default 1500)
 #   BLAZEPOSE_EDGE_AARCH64_FRESH    1: install.sh starts from scratch (no kept venv; see run_installed)
@@ -38,7 +40,7 @@ DEADLINE=$((START + TOTAL))
 CACHE=${BLAZEPOSE_EDGE_AARCH64_CACHE:-${HOME:-/root}/.cache/blazepose-edge/aarch64}
 MEDIA=${BLAZEPOSE_EDGE_MEDIA:-$PROJECT/../shared/media}
 IMAGE=${1:-${BLAZEPOSE_EDGE_AARCH64_IMAGE:-$MEDIA/images/yoga.jpg}}
-CONFIGS=${BLAZEPOSE_EDGE_AARCH64_CONFIGS:-pip rpios-litert rpios-tflite trixie}
+CONFIGS=${BLAZEPOSE_EDGE_AARCH64_CONFIGS:-pip int8 rpios-litert rpios-tflite trixie}
 CPU=${BLAZEPOSE_EDGE_AARCH64_CPU:-cortex-a72}
 # The Debian archive this machine's apt already uses (deb822 or one-line sources).
 apt_mirror() {
@@ -114,7 +116,7 @@ QEMU=$(command -v qemu-aarch64-static)
 [ -x "$PY" ] || die "no x86-64 Python at $PY: run ./install.sh first (or set BLAZEPOSE_EDGE_PYTHON)"
 IMAGE=$(realpath -e "$IMAGE" 2>/dev/null) || die "image not found: ${1:-${BLAZEPOSE_EDGE_AARCH64_IMAGE:-$MEDIA/images/yoga.jpg}}"
 for cfg in $CONFIGS; do
-  case $cfg in pip | rpios-litert | rpios-tflite | trixie) ;; *) die "unknown configuration $cfg" ;; esac
+  case $cfg in pip | int8 | rpios-litert | rpios-tflite | trixie) ;; *) die "unknown configuration $cfg" ;; esac
 done
 
 mkdir -p "$CACHE"
@@ -259,15 +261,25 @@ compare_run() { # configuration: its JSON against the x86-64 one
   fi
 }
 
-# (1) "pip", "rpios-tflite": compare.py under qemu-aarch64-static -L ROOT with cached site-packages
-# on PYTHONPATH (the project's code as it is in the work tree, not installed).
+# (1) "pip", "rpios-tflite", "int8": compare.py under qemu-aarch64-static -L ROOT with cached
+# site-packages on PYTHONPATH (the project's code as it is in the work tree, not installed); "int8"
+# is "pip" with the checkout's prebuilt int8 estimator, judged against the native float run as the
+# int8 gate judges a frame (compare.py diff_int8).
 run_emulated() { # configuration
-  local cfg=$1 backend=ai_edge_litert t0 rc
+  local cfg=$1 backend=ai_edge_litert variant=float t0 rc
   [ "$cfg" = rpios-tflite ] && backend=tflite_runtime
+  if [ "$cfg" = int8 ]; then
+    variant=int8
+    if [ ! -f "$PREBUILT.tflite" ] || [ ! -f "$PREBUILT.json" ]; then
+      echo "SKIPPED: aarch64 [$cfg]: the checkout carries no prebuilt int8 estimator"
+      skipped=$((skipped + 1))
+      return
+    fi
+  fi
   ensure_root bookworm
   mkdir -p "$ROOT/proc"
   cp "$RUN/cpuinfo" "$ROOT/proc/cpuinfo"
-  ensure_site "$cfg"
+  if [ "$cfg" = int8 ]; then ensure_site pip; else ensure_site "$cfg"; fi
   t0=$(date +%s)
   # A clean environment (qemu passes the host's to the guest); a fresh Numba cache, so the kernels
   # are JIT-compiled in the emulated process itself; no .pyc written into the project.
@@ -275,8 +287,8 @@ run_emulated() { # configuration
   bounded 420 env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 PYTHONNOUSERSITE=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$PROJECT:$SITE" NUMBA_CACHE_DIR="$RUN/numba-$cfg" \
     BLAZEPOSE_EDGE_MODELS="$MODELS" "$QEMU" -cpu "$CPU" -L "$ROOT" "$ROOT/usr/bin/python3.11" \
-    "$HERE/compare.py" run "$IMAGE" --backend "$backend" --out "$RUN/aarch64-$cfg.json" \
-    >/dev/null 2>"$RUN/aarch64-$cfg.log"
+    "$HERE/compare.py" run "$IMAGE" --backend "$backend" --variant "$variant" \
+    --out "$RUN/aarch64-$cfg.json" >/dev/null 2>"$RUN/aarch64-$cfg.log"
   rc=$?
   set -e
   [ "$rc" = 0 ] || { fail_run "$cfg" "$rc" "$RUN/aarch64-$cfg.log" "compare.py under qemu"; return; }
@@ -445,11 +457,17 @@ if ! bounded 300 env NUMBA_CACHE_DIR="$RUN/numba-x86_64" BLAZEPOSE_EDGE_MODELS="
   die "the native x86-64 run failed"
 fi
 say "x86-64 run: $(($(date +%s) - t0)) s"
+# The int8 configuration: the checkout's prebuilt int8 estimator beside the float models (the
+# loader verifies it against its record and the float model it was built from).
+PREBUILT="$PROJECT/models/int8/pose_landmark_full_int8"
+if [[ " $CONFIGS " == *" int8 "* ]] && [ -f "$PREBUILT.tflite" ] && [ -f "$PREBUILT.json" ]; then
+  cp "$PREBUILT.tflite" "$PREBUILT.json" "$MODELS/"
+fi
 
 for cfg in $CONFIGS; do
   t0cfg=$(date +%s)
   case $cfg in
-    pip | rpios-tflite) run_emulated "$cfg" ;;
+    pip | rpios-tflite | int8) run_emulated "$cfg" ;;
     rpios-litert | trixie) run_installed "$cfg" ;;
   esac
   say "[$cfg] done in $(($(date +%s) - t0cfg)) s"

@@ -46,6 +46,11 @@ TOL_VIS = 0.01  # visibility and presence
 TOL_WORLD_M = 0.005  # world landmarks, metres
 TOL_SCORE = 0.01  # pose presence score
 TOL_KERNEL = 1e-5  # Numba float kernels on identical inputs (absolute, normalised coordinates)
+# An int8 run on aarch64 against the float run on x86-64 is held to the int8 gate's per-frame limit
+# (edge.pose.fp16.TOLERANCE["worst"]: the mean 2D distance over the 33 landmarks, a share of the
+# torso) and the same pose decision: int8 requantizes differently on ARM and x86, so the int8 runs
+# of the two machines are not compared with each other (on yoga2.jpg they differ by 11 % of the
+# torso on one landmark, 1.7 % on the mean).
 
 
 def _sha(a: np.ndarray) -> str:
@@ -252,6 +257,12 @@ def diff(args: argparse.Namespace) -> int:
     failures: list[str] = []
     notes: list[str] = []
     tag = f"{ref['machine']} vs {other['machine']}"
+    variants = (ref.get("variant", "float"), other.get("variant", "float"))
+    if variants == ("float", "int8"):
+        return diff_int8(ref, other, tag + " int8")
+    if variants != ("float", "float"):
+        print(f"FAIL: {tag}: variants {variants[0]} vs {variants[1]} are not compared")
+        return 1
 
     for key in ("frame_sha256",):
         if ref[key] != other[key]:
@@ -345,6 +356,35 @@ def diff(args: argparse.Namespace) -> int:
         print(f"FAIL: {tag}: {len(failures)} check(s) beyond tolerance")
         return 1
     print(f"PASS: {tag} within tolerance (2D {tol:.2%} of torso)")
+    return 0
+
+
+def diff_int8(ref: dict, other: dict, tag: str) -> int:
+    """The int8 run against the float one, as the int8 gate judges a frame."""
+    from edge.pose.fp16 import TOLERANCE
+
+    limit = TOLERANCE["worst"]
+    name = Path(ref["image"]).name
+    if len(ref["poses"]) != len(other["poses"]):
+        print(f"FAIL: {tag}: {len(ref['poses'])} vs {len(other['poses'])} poses on {name}")
+        return 1
+    if not ref["poses"]:
+        print(f"FAIL: {tag}: no pose found on {name}: pick an image with a person")
+        return 1
+    lr = np.array(ref["poses"][0]["landmarks"])
+    lo = np.array(other["poses"][0]["landmarks"])
+    torso = torso_length(lr)
+    d2 = np.linalg.norm(lr[:, :2] - lo[:, :2], axis=1)
+    mean = float(d2[:33].mean()) / torso
+    print(
+        f"{tag} on {name}: {len(lr)} landmarks, mean 2D distance {mean:.3%} of the torso "
+        f"({torso:.0f} px; gate's per-frame limit {limit:.0%}), max {float(d2.max()) / torso:.2%}; "
+        f"score {ref['poses'][0]['score']:.3f} vs {other['poses'][0]['score']:.3f}"
+    )
+    if not mean <= limit:  # NaN fails too
+        print(f"FAIL: {tag}: beyond the int8 gate's per-frame limit")
+        return 1
+    print(f"PASS: {tag} within the int8 gate's per-frame limit ({limit:.0%} of the torso)")
     return 0
 
 
