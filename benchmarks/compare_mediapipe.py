@@ -6,13 +6,18 @@ itself never imports mediapipe)::
     python3.11 -m venv /tmp/mpvenv
     /tmp/mpvenv/bin/pip install mediapipe==0.10.14 numba ai-edge-litert psutil paho-mqtt
     PYTHONPATH=. /tmp/mpvenv/bin/python benchmarks/compare_mediapipe.py [--video V [V ...]] \
-        [--frames N] [--model lite|full|heavy] [--variants float,int8] [--threads N] [--json OUT]
+        [--frames N] [--model lite|full|heavy] [--variants float,int8] [--threads N] [--block N] \
+        [--json OUT]
 
 Both run video mode (tracking + smoothing; MediaPipe's legacy Pose at the model's complexity: lite
 0, full 1, heavy 2; for lite and heavy copy ``pose_landmark_<model>.tflite`` into the venv's
 ``mediapipe/modules/pose_landmark/`` first, or MediaPipe tries to download it). Each
 frame is given to MediaPipe and to each requested variant of ours, the order rotating frame by
-frame so that none always runs on a warmer cache; MediaPipe's time includes the BGR->RGB conversion it needs, ours starts from BGR.
+frame so that none always runs on a warmer cache; MediaPipe's time includes the BGR->RGB
+conversion it needs, ours starts from BGR. With ``--block N`` each side runs N consecutive frames
+before the next side's turn (the order rotating block by block): each then runs in its own steady
+state (its interpreter threads still awake, its model in the caches) rather than right after the
+other's frame, while the host's load still falls on both alike.
 Reports each side's throughput, the ratio, and the landmark difference (mean 2D distance over
 the 33 landmarks, as a share of MediaPipe's torso length).
 """
@@ -37,9 +42,12 @@ def torso(lm: np.ndarray) -> float:
     return float(np.linalg.norm((lm[11, :2] + lm[12, :2]) / 2 - (lm[23, :2] + lm[24, :2]) / 2))
 
 
-def compare(video: str, ours: dict, frames_wanted: int, warmup: int, model: str = "full") -> dict:
+def compare(
+    video: str, ours: dict, frames_wanted: int, warmup: int, model: str = "full", block: int = 1
+) -> dict:
     """One video: MediaPipe and each of ``ours`` (variant -> PoseEstimator) on the same frames,
-    in an order rotating frame by frame; throughput and landmark difference."""
+    taking ``block`` frames each in an order rotating block by block; throughput and landmark
+    difference."""
     import mediapipe as mp
 
     cap = cv2.VideoCapture(video)
@@ -62,21 +70,27 @@ def compare(video: str, ours: dict, frames_wanted: int, warmup: int, model: str 
     errors = {k: [] for k in ours}
     both = {k: 0 for k in ours}
     only_one = {k: 0 for k in ours}
+    per_frame = [{} for _ in frames]  # frame -> name -> (seconds, result)
+
+    def run(name, i):
+        frame = frames[i]
+        t0 = time.perf_counter()
+        if name == "mediapipe":
+            out = theirs.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        else:
+            out = ours[name].process(frame, timestamp_ms=i * 1000.0 / fps)
+        return time.perf_counter() - t0, out
+
+    # Each side takes a block of consecutive frames in turn, the order rotating block by block so
+    # that none always runs first; block 1 alternates frame by frame.
+    for b, start in enumerate(range(0, len(frames), block)):
+        shift = b % len(names)
+        for name in names[shift:] + names[:shift]:
+            for i in range(start, min(start + block, len(frames))):
+                per_frame[i][name] = run(name, i)
     for i, frame in enumerate(frames):
         h, w = frame.shape[:2]
-        results = {}
-
-        def run(name, frame=frame, i=i):
-            t0 = time.perf_counter()
-            if name == "mediapipe":
-                out = theirs.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            else:
-                out = ours[name].process(frame, timestamp_ms=i * 1000.0 / fps)
-            return time.perf_counter() - t0, out
-
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            results[name] = run(name)
+        results = per_frame[i]
         if i < warmup:
             continue
         for name in names:
@@ -155,12 +169,16 @@ def main() -> None:
     parser.add_argument("--variants", default="auto",
                         help="comma-separated variants of ours, all run in the same pass")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--block", type=int, default=1,
+                        help="frames each side runs back to back before the other's turn "
+                             "(default 1: alternate frame by frame)")  # fmt: skip
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
 
     ours = {v: PoseEstimator(v, num_threads=args.threads, tracking=True, model=args.model)
             for v in args.variants.split(",")}  # fmt: skip
-    reports = [compare(video, ours, args.frames, args.warmup, args.model) for video in args.video]
+    reports = [compare(video, ours, args.frames, args.warmup, args.model, args.block)
+               for video in args.video]  # fmt: skip
     machine = f"{cpu_model()} ({cpu_isa()}), {os.cpu_count()} cores, {platform.machine()}"
     report = {"machine": machine, "videos": reports} if len(reports) > 1 else {
         "machine": machine, **reports[0]}  # fmt: skip
