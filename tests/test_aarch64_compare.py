@@ -29,6 +29,7 @@ def _doc(variant: str, landmarks: np.ndarray) -> dict:
         "machine": "x86_64" if variant == "float" else "aarch64",
         "variant": variant,
         "image": "/media/images/person.jpg",
+        "deterministic": True,
         "poses": [{"score": 0.99, "landmarks": landmarks.tolist()}],
     }
 
@@ -65,7 +66,7 @@ def test_int8_beyond_the_gate_limit_fails(compare, tmp_path, float_landmarks, ca
     assert "FAIL" in capsys.readouterr().out
 
 
-def test_int8_nan_and_another_pose_count_fail(compare, tmp_path, float_landmarks):
+def test_int8_nan_pose_count_and_nondeterminism_fail(compare, tmp_path, float_landmarks):
     broken = float_landmarks.copy()
     broken[5, 0] = np.nan
     ref = _doc("float", float_landmarks)
@@ -73,6 +74,10 @@ def test_int8_nan_and_another_pose_count_fail(compare, tmp_path, float_landmarks
     none = copy.deepcopy(_doc("int8", float_landmarks))
     none["poses"] = []
     assert _diff(compare, tmp_path, ref, none) == 1
+    flaky = _doc("int8", float_landmarks)
+    flaky["deterministic"] = False
+    assert _diff(compare, tmp_path, ref, flaky) == 1
+    assert _diff(compare, tmp_path, ref, _doc("int8", float_landmarks)) == 0
 
 
 def test_only_float_against_float_or_int8(compare, tmp_path, float_landmarks, capsys):
