@@ -150,3 +150,34 @@ def test_bench_separates_decoding_cpu_from_the_pipeline(media, models_ready):
         1000 / report["throughput"]["fps"], rel=0.01
     )
     assert f"decoding {cpu['decode']:.2f} ms" in bench.summary(report)
+
+
+def test_bench_realtime_paces_like_a_camera(media, models_ready, capsys):
+    """--realtime: frames at the clip's own rate (30 FPS here); the wait for a frame's due time
+    is not decoding time; nothing dropped when the pipeline keeps up."""
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    report = bench.run(video, frames=20, warmup=3, threads=1, show_progress=False, realtime=True)
+    t = report["throughput"]
+    assert report["config"]["realtime"] is True and t["source_fps"] == 30.0
+    assert 25.0 <= t["fps"] <= 31.0, t
+    assert t["dropped"] == 0
+    assert report["stages_ms"]["wait"]["p50"] > 15.0  # the pipeline waits for the next frame
+    assert report["stages_ms"]["decode"]["p50"] < 15.0  # the pacing is not in the decode time
+    assert "paced at the video's 30 FPS: 0 frame(s) dropped" in bench.summary(report)
+    assert main(["bench", "--source", video, "--frames", "5", "--warmup", "1", "--realtime"]) == 0
+    assert "paced at the video's 30 FPS" in capsys.readouterr().out
+
+
+def test_bench_realtime_counts_the_frames_a_slow_pipeline_misses(media, models_ready, monkeypatch):
+    class Slow(bench.PoseEstimator):
+        def process(self, *args, **kwargs):
+            time.sleep(0.1)  # three frame intervals at 30 FPS
+            return super().process(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "PoseEstimator", Slow)
+    video = str(media / "video" / "synthetic_arms_up_tfjs.mp4")
+    report = bench.run(video, frames=8, warmup=1, threads=1, show_progress=False, realtime=True)
+    t = report["throughput"]
+    assert t["fps"] < 12.0 and t["dropped"] >= 8, t
+    free = bench.run(video, frames=8, warmup=1, threads=1, show_progress=False)
+    assert free["throughput"]["dropped"] == 0 and free["config"]["realtime"] is False

@@ -109,16 +109,19 @@ class ThreadGroupCpu:
 class _TimedVideo(VideoCaptureSource):
     """A looping video file whose decode times are recorded (in the capture thread), with the CPU
     time of the threads that decode it: the capture thread, and the threads the decoder starts
-    when the file is opened and on its first read, which end when it is closed (each loop)."""
+    when the file is opened and on its first read, which end when it is closed (each loop).
+    ``realtime``: frames come at the file's own frame rate, as from a camera (the wait for a
+    frame's due time is not decoding time)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, realtime: bool = False):
         if not Path(path).is_file():
             raise OSError(f"cannot open video {path}")
-        super().__init__(path, "file", loop=True)
+        super().__init__(path, "file", loop=True, realtime=realtime)
         self.decode_ms: dict[int, float] = {}  # by frame index (it decodes ahead of the pipeline)
         self.decode_cpu = ThreadGroupCpu()
         self._decoder_threads: set[int] = set()
         self._threads_before: set[int] | None = None  # before open(), until the first read
+        self._decoded: float | None = None  # when the frame being read was decoded (paced)
 
     def open(self) -> None:
         before = thread_ids() if PER_THREAD_CPU else None
@@ -130,11 +133,15 @@ class _TimedVideo(VideoCaptureSource):
         self._decoder_threads = set()
         super().close()
 
+    def _pace(self) -> None:
+        self._decoded = time.perf_counter()
+        super()._pace()
+
     def read(self):
-        t0 = time.perf_counter()
+        t0, self._decoded = time.perf_counter(), None
         frame = super().read()  # opens (again, to loop) if need be
         if frame is not None:
-            self.decode_ms[frame.index] = (time.perf_counter() - t0) * 1000
+            self.decode_ms[frame.index] = ((self._decoded or time.perf_counter()) - t0) * 1000
         if self._threads_before is not None:  # the first read after opening
             reader = threading.get_native_id()  # lives on: not one of the decoder's threads
             self._decoder_threads = thread_ids() - self._threads_before - {reader}
@@ -175,12 +182,15 @@ def run(
     show_progress: bool = True,
     model: str = models.DEFAULT_MODEL,
     num_poses: int = 1,
+    realtime: bool = False,
 ) -> dict:
+    """``realtime``: the video plays at its own frame rate, as a camera delivers frames; frames
+    that arrive while the pipeline is busy are dropped (and counted), as in the daemon."""
     with native_stderr_to_log():
         est = PoseEstimator(
             variant=variant, num_threads=threads, tracking=True, model=model, num_poses=num_poses
         )
-    video = _TimedVideo(source)
+    video = _TimedVideo(source, realtime=realtime)
     video.open()
     grabber = FrameGrabber(video)  # decoding runs in its own thread, as in the daemon
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
@@ -201,7 +211,7 @@ def run(
             if index == warmup:  # the first measured frame: everything counts from here
                 t_start = t0
                 cpu0, decode0 = time.process_time(), video.decode_cpu.seconds()
-                pipeline0 = time.thread_time()
+                pipeline0, dropped0 = time.thread_time(), grabber.dropped
                 est.reset_counters()
             poses = est.process(frame.image, timestamp_ms=frame.pts_ms)
             t2 = time.perf_counter()
@@ -227,6 +237,7 @@ def run(
         wall = time.perf_counter() - t_start
         cpu_s, decode_s = time.process_time() - cpu0, video.decode_cpu.seconds() - decode0
         pipeline_thread_s = time.thread_time() - pipeline0
+        dropped = grabber.dropped - dropped0
     finally:
         grabber.stop()
     samples["decode"] = [video.decode_ms[i] for i in measured_frames if i in video.decode_ms]
@@ -249,7 +260,13 @@ def run(
             "variant_reason": est.variant_reason,
             "models": models_used,
         },
-        "config": {"source": source, "frames": frames, "warmup": warmup, "num_poses": num_poses},
+        "config": {
+            "source": source,
+            "frames": frames,
+            "warmup": warmup,
+            "num_poses": num_poses,
+            "realtime": realtime,
+        },
         "stages_ms": {stage: percentiles(v) for stage, v in samples.items() if v},
         "throughput": {
             "fps": round(frames / wall, 2),
@@ -257,6 +274,9 @@ def run(
             "wall_s": round(wall, 3),
             "wall_ms_per_frame": per_frame(wall),
             "detector_share": round(est.detector_share, 4),
+            # frames the video delivered while the pipeline was busy (``realtime`` only)
+            "source_fps": round(video.file_fps, 2),
+            "dropped": dropped,
             "outside_invoke_share": round(1 - invoke / frame_total, 4) if frame_total else None,
         },
         "resources": {
@@ -349,6 +369,11 @@ def summary(report: dict) -> str:
         f"CPU per frame: {split}whole process {cpu['process']:.2f} ms; "
         f"wall time per frame {t['wall_ms_per_frame']:.2f} ms"
     )
+    if report["config"].get("realtime"):
+        lines.append(
+            f"paced at the video's {t['source_fps']:g} FPS: {t['dropped']} frame(s) dropped while "
+            f"the pipeline was busy"
+        )
     if report["thermal"]["temperature_c"]:
         th = report["thermal"]
         lines.append(f"SoC {th['temperature_c']}, throttled {th['throttled']}, valid {th['valid']}")

@@ -233,7 +233,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     source = args.source or str(demo_clip())
     report = bench.run(source, args.variant, args.threads, args.frames, args.warmup,
                        show_progress=sys.stderr.isatty() or args.progress,
-                       model=args.model, num_poses=args.num_poses)  # fmt: skip
+                       model=args.model, num_poses=args.num_poses,
+                       realtime=args.realtime)  # fmt: skip
     print(bench.summary(report))
     try:
         if args.json:
@@ -611,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Raspberry Pi.",
         "  blazepose-edge bench                           # the demo clip, 300 frames\n"
         "  blazepose-edge bench --source my_camera.mp4 --json report.json --plot latency.png\n"
-        "  blazepose-edge bench --threads 1 --min-fps 30   # exit 1 below 30 FPS",
+        "  blazepose-edge bench --threads 1 --min-fps 30   # exit 1 below 30 FPS\n"
+        "  blazepose-edge bench --source my_camera.mp4 --realtime   # CPU at the camera's pace",
     )  # fmt: skip
     bench.add_argument(
         "--source", help="video file (default: the demo clip that ships with blazepose-edge)"
@@ -623,6 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--warmup", type=_at_least(0), default=30, help="frames before measuring (default 30)"
     )
+    bench.add_argument(
+        "--realtime", action="store_true",
+        help="play the video at its own frame rate, as a camera delivers frames: CPU and latency "
+             "at that pace, frames that arrive while the pipeline is busy dropped and counted "
+             "(default: as fast as the pipeline goes)",
+    )  # fmt: skip
     bench.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write the latency distribution as PNG")
     bench.add_argument("--min-fps", type=float, help="exit 1 if the FPS is below this")

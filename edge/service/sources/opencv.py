@@ -117,15 +117,18 @@ class VideoCaptureSource(Source):
                 return None  # the end of the file
             raise SourceError(f"{self.description} stopped delivering frames")
         if self.kind == "file" and self.realtime:
-            due = self._t0 + self.index / self.file_fps
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            self._pace()
         mono = time.monotonic_ns()
         pts = self.index * 1000.0 / self.file_fps if self.kind == "file" else mono / 1e6
         frame = Frame(image, self.index, time.time(), mono, pts)
         self.index += 1
         return frame
+
+    def _pace(self) -> None:
+        """Wait until the frame just decoded is due at the file's own frame rate (``realtime``)."""
+        delay = self._t0 + self.index / self.file_fps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def _check_complete(self) -> None:
         """Warn (once) when the file ended before the frames its header promised."""
