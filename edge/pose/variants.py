@@ -2,8 +2,8 @@
 
 A variant is a (detector, estimator) pair of model names for one landmark model (lite, full or
 heavy); the table names the float detector, which ``choose_detector`` (below) may swap for the
-int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator (for full
-only: ``models.DERIVED``; the checkout's prebuilt one, or one ``models/quantize.py`` built), which
+int8 one. ``float`` uses the landmark model as published; ``int8`` swaps in the int8 estimator (for
+lite and full: ``models.DERIVED``; the checkout's prebuilt one, or one ``models/quantize.py`` built), which
 is used only when its record verifies and its accuracy gate passed (``models.verify_derived``),
 and hands the frames whose pose flag is near the threshold to the float model
 (``landmarks.FallbackLandmarkModel``); ``fp16`` the landmark model marked for fp16

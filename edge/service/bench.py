@@ -274,8 +274,8 @@ def run(
             "wall_s": round(wall, 3),
             "wall_ms_per_frame": per_frame(wall),
             "detector_share": round(est.detector_share, 4),
-            # frames the video delivered while the pipeline was busy (``realtime`` only)
             "source_fps": round(video.file_fps, 2),
+            # frames the video delivered while the pipeline was busy (``realtime`` only)
             "dropped": dropped,
             "outside_invoke_share": round(1 - invoke / frame_total, 4) if frame_total else None,
         },
